@@ -1,0 +1,43 @@
+"""Entry point `burst-agent`: a table of subcommands, each living in burst_agent/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from burst_agent import __version__
+
+# name -> (module under burst_agent.commands, one-line help). Each module has
+# `add_arguments(parser)` and `run(args) -> int`; it is imported only when its command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "emulate": ("emulate", "run the local Rescale-compatible emulator"),
+    "coretypes": ("coretypes", "list the coretype catalogue with cores, memory and price"),
+    "translate": ("translate", "show the Rescale job JSON a Slurm or PBS script becomes"),
+    "demo": ("demo", "start the emulator and run the example jobs end to end"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="burst-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"burst-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"burst_agent.commands.{module_name}")
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Scheduler dialects: Slurm and PBS directive tables and the shared prologue scanner."""

@@ -1,0 +1,1 @@
+"""Everything that speaks HTTP to Rescale: the client, transfers and the local emulator."""
