@@ -97,11 +97,40 @@ class TranslateConfig:
 
 
 @dataclass(frozen=True)
+class StagingConfig:
+    """What travels to Rescale and back."""
+
+    max_input_bytes: int = _range(0, None, default=50 * 1024**3)
+    max_input_files: int = _range(1, None, default=100_000)
+    large_file_bytes: int = _range(1, None, default=64 * 1024**2)
+    download_concurrency: int = _range(1, 64, default=8)
+    free_space_margin_bytes: int = _range(0, None, default=256 * 1024**2)
+    pull_outputs_on_cancel: bool = True
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The daemon: where it keeps its spool and state, and how often it acts."""
+
+    spool_dir: Path = Path("/var/spool/burst-agent")
+    state_db: Path = Path("/var/lib/burst-agent/state.db")
+    cluster_name: str = "cluster"
+    poll_interval_s: float = _range(5, 3600, default=30.0)
+    intake_interval_s: float = _range(0.1, 60, default=1.0)
+    workers: int = _range(1, 64, default=4)
+    stop_grace_s: float = _range(0, 86400, default=120.0)
+    log_tail_interval_s: float = _range(1, 3600, default=10.0)
+    projects: dict[str, str] = field(default_factory=dict)  # Slurm account / PBS project -> Rescale project id
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole agent configuration."""
 
     api: ApiConfig = field(default_factory=ApiConfig)
     translate: TranslateConfig = field(default_factory=TranslateConfig)
+    staging: StagingConfig = field(default_factory=StagingConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
@@ -173,9 +202,9 @@ def _check_range(value: Any, meta: Mapping[str, Any], path: str) -> None:
         return
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and value < lo:
-        raise ConfigError(f"{path}: {value} is below the minimum {lo}")
+        raise ConfigError(f"{path}: {value:g} is below the minimum {lo:g}")
     if hi is not None and value > hi:
-        raise ConfigError(f"{path}: {value} is above the maximum {hi}")
+        raise ConfigError(f"{path}: {value:g} is above the maximum {hi:g}")
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
