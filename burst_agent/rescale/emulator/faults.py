@@ -1,0 +1,161 @@
+"""Fault injection middleware: 429 with Retry-After, 500, latency, dropped connections, truncation."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+PROBABILITIES = ("fault_429", "fault_500", "fault_drop", "fault_truncate")
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Probabilities in [0, 1]; faults only hit requests matching `methods` and `path_prefix`."""
+
+    fault_429: float = 0.0
+    fault_500: float = 0.0
+    fault_drop: float = 0.0
+    fault_truncate: float = 0.0
+    latency_ms: int = 0
+    retry_after: int = 1
+    methods: tuple[str, ...] = ()  # empty: every method
+    path_prefix: str = "/api/"
+    seed: int | None = None
+
+    def merged(self, patch: dict[str, Any]) -> FaultSettings:
+        """A copy with `patch` applied; ValueError names each bad key."""
+        known = {f.name for f in fields(self)}
+        errors = [f"unknown key {k!r}" for k in patch if k not in known]
+        values: dict[str, Any] = {}
+        for key, value in patch.items():
+            if key in PROBABILITIES:
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+                errors += [] if ok else [f"{key} must be a number between 0 and 1"]
+                values[key] = float(value) if ok else 0.0
+            elif key in ("latency_ms", "retry_after"):
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+                errors += [] if ok else [f"{key} must be a non-negative integer"]
+                values[key] = value
+            elif key == "methods":
+                ok = isinstance(value, list) and all(isinstance(m, str) for m in value)
+                errors += [] if ok else ["methods must be a list of strings"]
+                values[key] = tuple(m.upper() for m in value) if ok else ()
+            elif key == "path_prefix":
+                errors += [] if isinstance(value, str) else ["path_prefix must be a string"]
+                values[key] = value
+            elif key == "seed":
+                ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+                errors += [] if ok else ["seed must be an integer or null"]
+                values[key] = value
+        if errors:
+            raise ValueError("; ".join(errors))
+        return replace(self, **values)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["methods"] = list(self.methods)
+        return data
+
+
+class FaultInjector:
+    """WSGI middleware; settings can change at runtime (the admin endpoint calls `update`)."""
+
+    def __init__(self, app: Any, settings: FaultSettings) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self.settings = settings
+        self._rng = random.Random(settings.seed)
+        self.injected: Counter[str] = Counter()
+
+    def update(self, patch: dict[str, Any]) -> FaultSettings:
+        with self._lock:
+            self.settings = self.settings.merged(patch)
+            if "seed" in patch:
+                self._rng = random.Random(self.settings.seed)
+            return self.settings
+
+    def _roll(self, environ: dict[str, Any]) -> tuple[FaultSettings, set[str]]:
+        with self._lock:
+            s = self.settings
+            path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+            if not path.startswith(s.path_prefix) or (s.methods and method not in s.methods):
+                return s, set()
+            hits = {
+                name for name in PROBABILITIES if getattr(s, name) and self._rng.random() < getattr(s, name)
+            }
+            self.injected.update(hits)
+            return s, hits
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        settings, hits = self._roll(environ)
+        if settings.latency_ms and environ.get("PATH_INFO", "").startswith(settings.path_prefix):
+            time.sleep(settings.latency_ms / 1000)
+        if "fault_drop" in hits:
+            environ["emulator.fault"] = "drop"
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+            raise ConnectionAbortedError("fault injection: connection dropped")
+        if "fault_429" in hits:
+            environ["emulator.fault"] = "429"
+            body = {"detail": f"Request was throttled. Expected available in {settings.retry_after} seconds."}
+            response = Response(
+                json.dumps(body),
+                status=429,
+                mimetype="application/json",
+                headers={"Retry-After": str(settings.retry_after)},
+            )
+            return response(environ, start_response)
+        if "fault_500" in hits:
+            environ["emulator.fault"] = "500"
+            response = Response(
+                json.dumps({"detail": "A server error occurred."}), status=500, mimetype="application/json"
+            )
+            return response(environ, start_response)
+        if (
+            "fault_truncate" in hits
+            and environ.get("REQUEST_METHOD") == "GET"
+            and environ.get("PATH_INFO", "").endswith("/contents/")
+        ):
+            return self._truncated(environ, start_response)
+        return self.app(environ, start_response)
+
+    def _truncated(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """Announce the full Content-Length but send only half the body, then close."""
+        length: list[int] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            length.extend(int(v) for k, v in headers if k.lower() == "content-length")
+            return start_response(status, headers, exc_info)
+
+        body = self.app(environ, capture)
+        environ["emulator.fault"] = "truncate"
+        return _Truncating(body, (length[0] // 2) if length else 0)
+
+
+class _Truncating:
+    def __init__(self, body: Iterable[bytes], limit: int) -> None:
+        self.body = body
+        self.limit = limit
+
+    def __iter__(self) -> Iterator[bytes]:
+        remaining = self.limit
+        for chunk in self.body:
+            if remaining <= 0:
+                break
+            yield chunk[:remaining]
+            remaining -= len(chunk[:remaining])
+
+    def close(self) -> None:
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            close()

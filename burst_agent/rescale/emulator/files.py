@@ -1,0 +1,122 @@
+"""File bytes on disk: streamed uploads with md5, ranged downloads, archive extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import wrap_file
+
+BLOCK_SIZE = 1024 * 1024
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+class HashingFile:
+    """A write-then-read file for werkzeug's multipart parser that hashes what it writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[bytes] = open(path, "w+b")  # noqa: SIM115 - closed by close()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.md5.update(data)
+        self.size += len(data)
+        return self._fh.write(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fh.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._fh.readline(size)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class UploadRequest(Request):
+    """A request whose multipart file parts stream straight to files under `upload_dir`."""
+
+    upload_dir: Path = Path(".")
+    max_form_parts = 50
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> Any:
+        stream = HashingFile(self.upload_dir / f".partial-{os.urandom(8).hex()}")
+        self.environ.setdefault("emulator.uploads", []).append(stream)
+        return stream
+
+
+def safe_name(name: str | None) -> str:
+    """The last component of a client-supplied file name, never empty, '.' or '..'."""
+    base = PurePosixPath((name or "").replace("\\", "/")).name
+    return base if base not in ("", ".", "..") else "upload"
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(BLOCK_SIZE):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_response(request: Request, path: Path, name: str, md5: str) -> Response:
+    """Stream a file from disk in 1 MiB blocks, honouring a single RFC 7233 Range."""
+    fh = open(path, "rb")  # noqa: SIM115 - the WSGI server closes it via the file wrapper
+    size = os.fstat(fh.fileno()).st_size
+    response = Response(
+        wrap_file(request.environ, fh, BLOCK_SIZE),
+        mimetype="application/octet-stream",
+        direct_passthrough=True,
+    )
+    response.content_length = size
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.set_etag(md5)
+    try:
+        return response.make_conditional(request, accept_ranges=True, complete_length=size)
+    except Exception:
+        fh.close()
+        raise
+
+
+def _inside(root: Path, member: str) -> bool:
+    target = (root / member).resolve()
+    return target == root or root in target.parents
+
+
+def extract_archive(archive: Path, dest: Path) -> bool:
+    """Unpack a zip or tar archive into dest as Rescale does; members escaping dest are skipped."""
+    lower = archive.name.lower()
+    root = dest.resolve()
+    if lower.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.infolist():
+                if _inside(root, member.filename):
+                    zf.extract(member, dest)
+        return True
+    if lower.endswith(TAR_SUFFIXES):
+        with tarfile.open(archive, "r:*") as tf:
+            tf.extractall(dest, filter="data")
+        return True
+    return False

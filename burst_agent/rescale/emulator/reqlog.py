@@ -1,0 +1,105 @@
+"""Request accounting: one JSON line per request to a log file, and counters for /_emulator/stats/."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+UNMATCHED = "<unmatched>"
+
+
+class RequestRecorder:
+    """Counts requests by `METHOD /path/template/` and appends JSON lines to an optional log file."""
+
+    def __init__(self, log_path: Path | None) -> None:
+        self._lock = threading.Lock()
+        self.by_template: Counter[str] = Counter()
+        self.by_status: Counter[str] = Counter()
+        self._fh: IO[str] | None = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else None  # noqa: SIM115
+
+    def record(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, separators=(",", ":"))
+        with self._lock:
+            self.by_template[f"{entry['method']} {entry['template']}"] += 1
+            self.by_status[str(entry["status"])] += 1
+            if self._fh is not None:
+                self._fh.write(line + "\n")
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": dict(self.by_template),
+                "responsesByStatus": dict(self.by_status),
+                "requestsTotal": sum(self.by_template.values()),
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+
+class RecordingMiddleware:
+    """Outermost WSGI layer: times each request and counts the body bytes actually produced."""
+
+    def __init__(self, app: Any, recorder: RequestRecorder) -> None:
+        self.app = app
+        self.recorder = recorder
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        started = time.monotonic()
+        status: list[int] = []
+
+        def capture(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status[:] = [int(status_line.split(" ", 1)[0])]
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            body = self.app(environ, capture)
+        except BaseException:
+            self._record(environ, None, 0, started)
+            raise
+        return _Counted(
+            body, lambda sent: self._record(environ, status[0] if status else None, sent, started)
+        )
+
+    def _record(self, environ: dict[str, Any], status: int | None, sent: int, started: float) -> None:
+        self.recorder.record(
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "method": environ.get("REQUEST_METHOD", ""),
+                "path": environ.get("PATH_INFO", ""),
+                "query": environ.get("QUERY_STRING", ""),
+                "template": environ.get("emulator.rule", UNMATCHED),
+                "status": status,
+                "bytes": sent,
+                "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                "fault": environ.get("emulator.fault"),
+            }
+        )
+
+
+class _Counted:
+    def __init__(self, body: Iterable[bytes], done: Any) -> None:
+        self.body = body
+        self.done = done
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.body:
+            self.sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.done(self.sent)
