@@ -1,0 +1,183 @@
+"""Job store: persistence across reopen, atomic transitions with history, caches, schema and WAL."""
+
+import sqlite3
+import threading
+from decimal import Decimal
+
+import pytest
+
+import burst_agent.store as store_module
+from burst_agent.lifecycle import IllegalTransition, JobState
+from burst_agent.store import MIGRATIONS, DuplicateJob, JobStore, StoreError, UnknownJob, new_job_id
+
+S = JobState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "state" / "agent.db"
+
+
+@pytest.fixture
+def store(db):
+    with JobStore(db, clock=Clock()) as s:
+        yield s
+
+
+def add(store, entry="e1", **kw):
+    return store.add_job(entry=entry, reconcile_key=f"burst-test-{entry}", owner_uid=1000, **kw)
+
+
+def walk(store, job_id, *states):
+    for state in states:
+        store.transition(job_id, state, f"to {state}")
+
+
+def test_add_and_reopen_keeps_every_field(store, db):
+    job = add(store, scheduler="slurm", scheduler_job_id="42", owner_name="ann", workdir="/home/ann",
+              request={"partition": "rescale"})
+    store.update(job.id, remote_job_id="AbCdE", price_per_core_hour=Decimal("0.0425"), input_file_ids=["f1"],
+                 tags_done=True)
+    store.close()
+    with JobStore(db) as again:
+        got = again.get(job.id)
+    assert (got.entry, got.scheduler, got.scheduler_job_id, got.state) == ("e1", "slurm", "42", S.RECEIVED)
+    assert (got.remote_job_id, got.input_file_ids) == ("AbCdE", ("f1",))
+    assert got.price_per_core_hour == Decimal("0.0425")
+    assert got.tags_done is True and got.project_done is False
+    assert got.request == {"partition": "rescale"}
+
+
+def test_transition_writes_history_in_same_step(store):
+    job = add(store)
+    rec = store.transition(job.id, S.TRANSLATED, "translated ok", coretype="emerald", slots=1)
+    assert (rec.state, rec.coretype, rec.slots) == (S.TRANSLATED, "emerald", 1)
+    steps = [(h.from_state, h.to_state, h.reason) for h in store.history(job.id)]
+    assert steps == [(None, S.RECEIVED, "claimed from spool"), (S.RECEIVED, S.TRANSLATED, "translated ok")]
+    assert rec.updated_at > job.updated_at
+
+
+def test_illegal_transition_leaves_row_and_history_unchanged(store):
+    job = add(store)
+    with pytest.raises(IllegalTransition):
+        store.transition(job.id, S.RUNNING, "skip ahead", remote_job_id="zzz")
+    assert store.get(job.id) == job
+    assert len(store.history(job.id)) == 1
+
+
+def test_unknown_job_and_bad_fields(store):
+    with pytest.raises(UnknownJob):
+        store.transition("nope", S.FAILED)
+    with pytest.raises(UnknownJob):
+        store.update("nope", exit_code=1)
+    job = add(store)
+    with pytest.raises(ValueError, match="state"):
+        store.update(job.id, state="done")
+    assert store.get("nope") is None
+
+
+def test_unique_reconcile_key_entry_and_remote_id(store):
+    a = add(store, "a")
+    with pytest.raises(DuplicateJob):
+        store.add_job(entry="b", reconcile_key=a.reconcile_key, owner_uid=1)
+    with pytest.raises(DuplicateJob):
+        add(store, "a")
+    b = add(store, "b")
+    store.update(a.id, remote_job_id="R1")
+    with pytest.raises(DuplicateJob):
+        store.update(b.id, remote_job_id="R1")
+    assert store.by_entry("b").remote_job_id is None
+
+
+def test_non_terminal_and_active_remote_after_reopen(store, db):
+    done, running, _fresh = add(store, "d"), add(store, "r"), add(store, "f")
+    walk(store, done.id, S.FAILED)
+    walk(store, running.id, S.TRANSLATED, S.STAGING_IN, S.CREATED)
+    store.update(running.id, remote_job_id="R9")
+    walk(store, running.id, S.SUBMITTED, S.RUNNING)
+    store.close()
+    with JobStore(db) as again:
+        assert [j.entry for j in again.non_terminal()] == ["r", "f"]
+        assert [j.remote_job_id for j in again.active_remote()] == ["R9"]
+        assert again.by_remote_id("R9").id == running.id
+        counts = again.counts_by_state()
+    assert (counts[S.FAILED], counts[S.RUNNING], counts[S.RECEIVED], counts[S.DONE]) == (1, 1, 1, 0)
+
+
+def test_upload_cache(store, db):
+    assert store.cached_upload("sha256:ab") is None
+    store.remember_upload("sha256:ab", "FILE1", 1 << 30)
+    store.close()
+    with JobStore(db) as again:
+        hit = again.cached_upload("sha256:ab")
+        assert (hit.remote_file_id, hit.size) == ("FILE1", 1 << 30)
+        again.forget_upload("sha256:ab")
+        assert again.cached_upload("sha256:ab") is None
+
+
+def test_downloads_resume(store):
+    job = add(store)
+    files = [("F1", "out/a.txt", 3, "md5a"), ("F2", "out/b.txt", 5, None)]
+    assert store.add_downloads(job.id, files) == 2
+    assert store.add_downloads(job.id, files) == 0
+    store.mark_downloaded(job.id, "F1")
+    assert [d.remote_file_id for d in store.downloads(job.id, pending_only=True)] == ["F2"]
+    assert [d.done for d in store.downloads(job.id)] == [True, False]
+
+
+def test_wal_mode_and_schema_version(store):
+    assert store.pragma("journal_mode") == "wal"
+    assert store.pragma("synchronous") == 2  # FULL
+    assert store.schema_version == len(MIGRATIONS)
+
+
+def test_refuses_newer_schema(db):
+    JobStore(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        JobStore(db)
+
+
+def test_writes_from_threads(store):
+    jobs = [add(store, f"t{i}") for i in range(8)]
+    threads = [threading.Thread(target=walk, args=(store, j.id, S.TRANSLATED, S.STAGING_IN)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.counts_by_state()[S.STAGING_IN] == 8
+
+
+def test_job_ids_sort_by_time():
+    assert new_job_id(1.0) < new_job_id(2.0)
+    assert len(new_job_id(1.0)) == 26
+
+
+def test_every_write_is_committed_before_return(store, db):
+    job = add(store)
+    store.update(job.id, remote_job_id="R7")
+    other = sqlite3.connect(db)
+    try:
+        assert other.execute("SELECT remote_job_id FROM jobs").fetchall() == [("R7",)]
+    finally:
+        other.close()
+
+
+def test_appended_migration_runs_exactly_once(db, monkeypatch):
+    JobStore(db).close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, "CREATE TABLE extra (x INTEGER)"))
+    with JobStore(db) as upgraded:
+        assert upgraded.schema_version == len(MIGRATIONS) + 1
+    with JobStore(db) as again:
+        assert again.schema_version == len(MIGRATIONS) + 1
