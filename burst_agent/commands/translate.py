@@ -1,13 +1,133 @@
-"""`burst-agent translate` (not built yet)."""
+"""`burst-agent translate`: print the POST /api/v2/jobs/ body a Slurm or PBS script becomes."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_UNTRANSLATABLE = 2
+CACHE_TTL_S = 24 * 3600
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("script", type=Path, metavar="SCRIPT", help="the batch script")
+    parser.add_argument(
+        "--scheduler",
+        choices=("auto", "slurm", "pbs"),
+        default="auto",
+        help="directive dialect (default: detected from the directives)",
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="agent config file (YAML)")
+    parser.add_argument(
+        "--coretypes",
+        type=Path,
+        metavar="FILE",
+        help="JSON of GET /api/v2/coretypes/ (default: ask the configured API, cached)",
+    )
+    parser.add_argument(
+        "--request",
+        type=Path,
+        metavar="FILE",
+        help="the scheduler's merged request (JSON, see docs/translation.md); wins over the script",
+    )
+
+
+def _cache_path(url: str) -> Path:
+    import hashlib
+    import os
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "burst-agent" / f"coretypes-{hashlib.sha256(url.encode()).hexdigest()[:16]}.json"
+
+
+def _read_cache(path: Path) -> list[dict[str, Any]] | None:
+    import time
+
+    try:
+        if time.time() - path.stat().st_mtime > CACHE_TTL_S:
+            return None
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return items if isinstance(items, list) else None
+
+
+def _write_cache(path: Path, items: list[dict[str, Any]]) -> None:
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".coretypes-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(items, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs a later API call
+
+
+def fetch_catalogue(api: Any) -> list[dict[str, Any]]:
+    """GET /api/v2/coretypes/ from the configured API, cached for a day per API URL."""
+    from burst_agent.rescale.client import RescaleClient
+    from burst_agent.secret import TokenSource, load_token
+
+    path = _cache_path(api.url)
+    cached = _read_cache(path)
+    if cached is not None:
+        return cached
+    token = load_token(TokenSource(api.token_credential, api.token_file, api.token_env))
+    with RescaleClient.from_config(api, token) as client:
+        items = client.list_coretypes()
+    _write_cache(path, items)
+    return items
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("burst-agent translate: not built yet")
+    from burst_agent.config import ConfigError, load_config
+    from burst_agent.model import CatalogueError
+    from burst_agent.request import TranslateError
+    from burst_agent.rescale.errors import RescaleError
+    from burst_agent.secret import TokenError
+    from burst_agent.translate import load_catalogue, parse_script, translate
+
+    name = str(args.script)
+    try:
+        text = args.script.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        print(f"{name}: cannot read: {reason}", file=sys.stderr)
+        return EXIT_UNTRANSLATABLE
+    try:
+        overrides = _read_json(args.request) if args.request else None
+    except ValueError as exc:
+        print(f"{name}: request file {exc}", file=sys.stderr)
+        return EXIT_UNTRANSLATABLE
+    try:
+        config = load_config(args.config)
+        data = _read_json(args.coretypes) if args.coretypes else fetch_catalogue(config.api)
+        catalogue = load_catalogue(data)
+    except (ConfigError, CatalogueError, TokenError, RescaleError, ValueError) as exc:
+        print(f"burst-agent translate: {exc}", file=sys.stderr)
+        return 1
+    try:
+        parsed = parse_script(text, scheduler=args.scheduler, request_overrides=overrides)
+        result = translate(parsed, catalogue, config.translate, job_name_hint=args.script.name)
+    except TranslateError as exc:
+        print(exc.render(name), file=sys.stderr)
+        return EXIT_UNTRANSLATABLE
+    for warning in result.warnings:
+        print(warning.render(name), file=sys.stderr)
+    print(json.dumps(result.body, indent=2))
+    return 0

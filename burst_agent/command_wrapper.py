@@ -1,0 +1,93 @@
+"""The remote command: run the user's script as its scheduler would and keep its exit code (pure)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+
+from burst_agent.request import JobRequest
+
+SCRIPT_NAME = "burst_job_script"  # the batch script, shipped as an input file under this name
+EXIT_CODE_FILE = "burst_exit_code"  # one line: the script's exit status (0-255), an output file
+NODEFILE = "burst_nodefile"  # PBS_NODEFILE: one host name per task
+
+
+class RunTime(str):
+    """A value the shell computes on the remote node (written unquoted into the command)."""
+
+
+WORKDIR = RunTime('"$PWD"')
+NODEFILE_PATH = RunTime(f'"$PWD/{NODEFILE}"')
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def scheduler_environment(
+    request: JobRequest, scheduler: str, *, slots: int, cores_per_slot: int, job_id: str,
+    job_name: str, array_job_id: str | None = None,
+) -> dict[str, str]:
+    """The variables a job expects from its scheduler (RunTime values are computed remotely)."""
+    tasks_per_node = request.ntasks_per_node or _ceil_div(request.ntasks, slots)
+    env: dict[str, str | None] = {}
+    if scheduler == "slurm":
+        env |= {
+            "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": job_name,
+            "SLURM_NTASKS": str(request.ntasks), "SLURM_NPROCS": str(request.ntasks),
+            "SLURM_CPUS_PER_TASK": str(request.cpus_per_task), "SLURM_NNODES": str(slots),
+            "SLURM_JOB_NUM_NODES": str(slots), "SLURM_NTASKS_PER_NODE": str(tasks_per_node),
+            "SLURM_CPUS_ON_NODE": str(cores_per_slot), "SLURM_JOB_CPUS_PER_NODE": str(cores_per_slot),
+            "SLURM_SUBMIT_DIR": WORKDIR, "SLURM_JOB_PARTITION": request.partition,
+            "SLURM_JOB_ACCOUNT": request.account,
+        }
+        if request.array_task_id is not None:
+            env |= {"SLURM_ARRAY_TASK_ID": str(request.array_task_id),
+                    "SLURM_ARRAY_JOB_ID": array_job_id or job_id}
+    else:
+        env |= {
+            "PBS_JOBID": job_id, "PBS_JOBNAME": job_name, "PBS_O_WORKDIR": WORKDIR,
+            "PBS_NODEFILE": NODEFILE_PATH, "PBS_ENVIRONMENT": "PBS_BATCH", "PBS_QUEUE": request.partition,
+            "PBS_O_QUEUE": request.partition, "NCPUS": str(tasks_per_node * request.cpus_per_task),
+            "PBS_NUM_NODES": str(slots), "PBS_NUM_PPN": str(tasks_per_node), "PBS_NP": str(request.ntasks),
+        }
+        if request.array_task_id is not None:
+            env |= {"PBS_ARRAY_INDEX": str(request.array_task_id), "PBS_ARRAYID": str(request.array_task_id),
+                    "PBS_ARRAY_ID": array_job_id or job_id}
+    if request.omp_threads is not None:
+        env["OMP_NUM_THREADS"] = str(request.omp_threads)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def _export_line(env: Mapping[str, str]) -> str:
+    parts = [f"{name}={v if isinstance(v, RunTime) else shlex.quote(v)}" for name, v in env.items()]
+    return "export " + " ".join(parts)
+
+
+def build_command(
+    env: Mapping[str, str], interpreter: tuple[str, ...], *, ntasks: int, script_name: str = SCRIPT_NAME,
+    nodefile: bool = False,
+) -> str:
+    """Bash text Rescale runs in the job's working directory (where the inputs are extracted)."""
+    script = shlex.quote(script_name)
+    lines = ["# burst-agent: run the batch script as its scheduler would, keep its exit code"]
+    if env:
+        lines.append(_export_line(env))
+    if nodefile:
+        lines.append(
+            f'if [ -s "$HOME/machinefile" ]; then cp "$HOME/machinefile" {NODEFILE}; '
+            f"else for _ in $(seq 1 {ntasks}); do hostname; done > {NODEFILE}; fi"
+        )
+    run = " ".join(shlex.quote(part) for part in interpreter)
+    lines += [
+        f"chmod +x {script}",
+        f"{run} ./{script} &",
+        "burst_pid=$!",
+        # A stop request (SIGTERM) goes to the script; the loop then waits for its real status.
+        "trap 'kill -TERM \"$burst_pid\" 2>/dev/null' TERM INT",
+        'wait "$burst_pid"; burst_rc=$?',
+        'while kill -0 "$burst_pid" 2>/dev/null; do wait "$burst_pid"; burst_rc=$?; done',
+        f'echo "$burst_rc" > {EXIT_CODE_FILE}',
+        'exit "$burst_rc"',
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,4 @@
+#!/bin/bash
+#SBATCH -N 4
+#SBATCH -n 2
+./x

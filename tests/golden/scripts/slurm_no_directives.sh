@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "everything comes from the sbatch command line"
