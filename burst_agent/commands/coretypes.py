@@ -1,13 +1,50 @@
-"""`burst-agent coretypes` (not built yet)."""
+"""`burst-agent coretypes`: the coretype catalogue of the configured API, as a table or JSON."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("CODE", "NAME", "CORES", "MB/CORE", "$/CORE-H", "DEPRECATED")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--config", type=Path, metavar="FILE", help="agent config file (YAML)")
+    parser.add_argument("--json", action="store_true", help="print the API's coretype objects as JSON")
+
+
+def format_table(items: list[dict[str, Any]]) -> str:
+    """Aligned text table, one coretype a row, sorted by code."""
+    from burst_agent.model import Coretype
+
+    rows = [COLUMNS]
+    for ct in sorted((Coretype.from_api(i) for i in items), key=lambda c: c.code):
+        rows.append((
+            ct.code, ct.name, ",".join(map(str, ct.cores)), str(ct.memory_mb_per_core),
+            str(ct.price_per_core_hour), "yes" if ct.is_deprecated else "no",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("burst-agent coretypes: not built yet")
+    from burst_agent.config import ConfigError, load_config
+    from burst_agent.model import CatalogueError
+    from burst_agent.rescale.client import RescaleClient
+    from burst_agent.rescale.errors import RescaleError
+    from burst_agent.secret import TokenError, TokenSource, load_token
+
+    try:
+        api = load_config(args.config).api
+        token = load_token(TokenSource(api.token_credential, api.token_file, api.token_env))
+        with RescaleClient.from_config(api, token) as client:
+            items = client.list_coretypes()
+        text = json.dumps(items, indent=1) if args.json else format_table(items)
+    except (ConfigError, TokenError, RescaleError, CatalogueError) as exc:
+        print(f"burst-agent coretypes: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0

@@ -38,7 +38,7 @@ def test_token_file_with_loose_permissions_refused(tmp_path: Path):
     path = tmp_path / "token"
     path.write_text(SECRET)
     path.chmod(0o644)
-    with pytest.raises(TokenError, match="readable by group or others.*chmod 600") as info:
+    with pytest.raises(TokenError, match=r"readable by group or others.*chmod 600") as info:
         load_token(TokenSource(file=path), {})
     assert SECRET not in str(info.value)
     path.chmod(0o600)
