@@ -1,4 +1,4 @@
-"""Entry point `burst-agent`: a table of subcommands, each living in burst_agent/commands/."""
+"""burst-agent: burst Slurm and PBS batch jobs to Rescale (subcommands live in burst_agent/commands/)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "coretypes": ("coretypes", "list the coretype catalogue with cores, memory and price"),
     "translate": ("translate", "show the Rescale job JSON a Slurm or PBS script becomes"),
     "demo": ("demo", "start the emulator and run the example jobs end to end"),
+    "run": ("run", "the daemon: take jobs from the spool, run them on Rescale, bring outputs back"),
+    "status": ("status", "the agent's jobs: state, hardware, age, estimated cost"),
+    "cancel": ("cancel", "stop a job (its remote job is stopped, outputs so far still come back)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="burst-agent", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="burst-agent", description="Burst ordinary Slurm and PBS batch jobs to the Rescale cloud."
+    )
     parser.add_argument("--version", action="version", version=f"burst-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -120,7 +120,9 @@ class AgentConfig:
     workers: int = _range(1, 64, default=4)
     stop_grace_s: float = _range(0, 86400, default=120.0)
     log_tail_interval_s: float = _range(1, 3600, default=10.0)
-    projects: dict[str, str] = field(default_factory=dict)  # Slurm account / PBS project -> Rescale project id
+    # Slurm account / PBS project -> Rescale project id
+    projects: dict[str, str] = field(default_factory=dict)
+    organization: str | None = None  # Rescale organization code; needed to assign projects
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,14 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
 
 
+# Scalar type -> (accepts the YAML value?, converts it). bool is never an int here, although Python says so.
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], Callable[[Any], Any]]] = {
+    bool: (lambda v: isinstance(v, bool), bool),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), int),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), float),
+    str: (lambda v: isinstance(v, str), str),
+    Path: (lambda v: isinstance(v, str) and bool(v), Path),
+}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
 
 
@@ -179,21 +189,9 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         return {_convert(k, key_tp, f"{path}"): _convert(v, val_tp, f"{path}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif tp is Path:
-        if isinstance(value, str) and value:
-            return Path(value)
+    check = _SCALARS.get(tp)
+    if check is not None and check[0](value):
+        return check[1](value)
     raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
 
 

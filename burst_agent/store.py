@@ -408,6 +408,16 @@ class JobStore:
         """Every job the agent still has to drive (what a restart resumes)."""
         return self.jobs(set(JobState) - TERMINAL)
 
+    def cancel_pending(self) -> list[JobRecord]:
+        """Non-terminal jobs with a cancel request (cheap: the agent asks every second)."""
+        done = sorted(s.value for s in TERMINAL)
+        rows = self._query(
+            f"{_SELECT_JOBS} WHERE cancel_requested_at IS NOT NULL"
+            f" AND state NOT IN ({', '.join('?' * len(done))}) ORDER BY created_at, id",
+            done,
+        )
+        return [_record(r) for r in rows]
+
     def active_remote(self) -> list[JobRecord]:
         """Jobs with a remote id in SUBMITTED/QUEUED/RUNNING: what one list call per cycle must cover."""
         return self.jobs(REMOTE_ACTIVE, with_remote_id=True)

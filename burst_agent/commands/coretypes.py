@@ -19,15 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def format_table(items: list[dict[str, Any]]) -> str:
     """Aligned text table, one coretype a row, sorted by code."""
     from burst_agent.model import Coretype
+    from burst_agent.textable import render
 
-    rows = [COLUMNS]
-    for ct in sorted((Coretype.from_api(i) for i in items), key=lambda c: c.code):
-        rows.append((
-            ct.code, ct.name, ",".join(map(str, ct.cores)), str(ct.memory_mb_per_core),
-            str(ct.price_per_core_hour), "yes" if ct.is_deprecated else "no",
-        ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    rows = [
+        (ct.code, ct.name, ",".join(map(str, ct.cores)), str(ct.memory_mb_per_core),
+         str(ct.price_per_core_hour), "yes" if ct.is_deprecated else "no")
+        for ct in sorted((Coretype.from_api(i) for i in items), key=lambda c: c.code)
+    ]
+    return render(COLUMNS, rows)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -481,10 +481,20 @@ class RescaleClient:
         ids = {"id": job_id, "run": run_id, "path": path.strip("/")}
         return self.call("GET", "/jobs/{id}/runs/{run}/tail/{path}/", ids, params={"lines": lines})
 
-    def read_run_file(self, job_id: str, run_id: str | int, path: str) -> bytes:
-        """GET /jobs/{id}/runs/{run}/tail/{path}/ without `lines`: a running run's file, raw."""
+    def read_run_file(self, job_id: str, run_id: str | int, path: str, *, offset: int = 0) -> bytes:
+        """GET /jobs/{id}/runs/{run}/tail/{path}/ without `lines`: a running run's file from `offset` on.
+
+        Asks for a Range; a server that ignores it (200) sends the whole file and we drop the prefix.
+        """
         ids = {"id": job_id, "run": run_id, "path": path.strip("/")}
-        return self.request("GET", "/jobs/{id}/runs/{run}/tail/{path}/", ids).content
+        headers = {"Range": f"bytes={offset}-"} if offset > 0 else None
+        try:
+            response = self.request("GET", "/jobs/{id}/runs/{run}/tail/{path}/", ids, headers=headers)
+        except RescaleError as exc:
+            if exc.status == 416:  # nothing new past the offset
+                return b""
+            raise
+        return response.content if response.status_code == 206 else response.content[offset:]
 
     def add_tag(self, job_id: str, tag: str) -> None:
         """POST /jobs/{id}/tags/ {"name": tag} (tags in the create body are ignored by Rescale)."""

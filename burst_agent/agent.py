@@ -1,0 +1,193 @@
+"""The daemon: intake loop, worker threads, periodic watch and log tail, restart recovery, signals."""
+
+from __future__ import annotations
+
+import queue
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from burst_agent.lifecycle import JobState
+from burst_agent.pipeline.advance import ACTIONABLE, advance
+from burst_agent.pipeline.context import Context
+from burst_agent.pipeline.intake import intake
+from burst_agent.pipeline.logtail import LogTailer
+from burst_agent.pipeline.submit import PermanentJobError
+from burst_agent.pipeline.watch import poll
+from burst_agent.rescale.errors import RateLimitedError
+from burst_agent.spool import SpoolWatcher
+
+BACKOFF_BASE_S = 2.0
+BACKOFF_MAX_S = 300.0
+STOP_WAIT_S = 10.0
+
+
+@dataclass
+class Backoff:
+    """Per-job retry schedule after a failed step (in memory: a restart retries at once)."""
+
+    clock: Callable[[], float] = time.monotonic
+    _due: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def due(self, job_id: str) -> bool:
+        return self._due.get(job_id, (0, 0.0))[1] <= self.clock()
+
+    def failed(self, job_id: str, wait: float | None = None) -> float:
+        attempts = self._due.get(job_id, (0, 0.0))[0] + 1
+        delay = wait if wait is not None else min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+        delay *= random.uniform(1.0, 1.25)  # spread retries of many jobs hit by one outage
+        self._due[job_id] = (attempts, self.clock() + delay)
+        return delay
+
+    def succeeded(self, job_id: str) -> None:
+        self._due.pop(job_id, None)
+
+
+class InFlight:
+    """Job ids some thread is working on; nobody else touches those jobs meanwhile."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def try_add(self, job_id: str) -> bool:
+        with self._lock:
+            if job_id in self._ids:
+                return False
+            self._ids.add(job_id)
+            return True
+
+    def discard(self, job_id: str) -> None:
+        with self._lock:
+            self._ids.discard(job_id)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ids)
+
+
+class Agent:
+    """Owns the threads; every durable fact lives in ctx.store, so a killed agent loses nothing."""
+
+    def __init__(self, ctx: Context, *, on_ready: Callable[[], None] | None = None) -> None:
+        self.ctx = ctx
+        self.stopping = threading.Event()
+        self.inflight = InFlight()
+        self.backoff = Backoff()
+        self.tailer = LogTailer()
+        self.last_poll_ok: float | None = None
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._on_ready = on_ready
+        self._scheduler = BackgroundScheduler(
+            daemon=True, job_defaults={"coalesce": True, "max_instances": 1}
+        )
+
+    # -- work -----------------------------------------------------------------------------------
+
+    def _work(self, job_id: str) -> None:
+        log = self.ctx.log.bind(job=job_id)
+        try:
+            job = self.ctx.store.get(job_id)
+            if job is not None and not job.terminal:
+                advance(self.ctx, job, stopping=self.stopping.is_set)
+            self.backoff.succeeded(job_id)
+        except PermanentJobError as exc:
+            self._fail(job_id, str(exc))
+        except RateLimitedError as exc:
+            log.warning("rate limited", retry_in_s=round(self.backoff.failed(job_id, exc.retry_after), 1))
+        except Exception as exc:
+            delay = self.backoff.failed(job_id)
+            log.warning("step failed; will retry", error=str(exc), error_type=type(exc).__name__,
+                        retry_in_s=round(delay, 1), exc_info=not getattr(exc, "transient", False))
+        finally:
+            self.inflight.discard(job_id)
+
+    def _fail(self, job_id: str, reason: str) -> None:
+        job = self.ctx.store.transition(job_id, JobState.FAILED, reason, failure_reason=reason)
+        self.ctx.spool.quarantine(job.entry, reason)
+        self.ctx.job_log(job).warning("job failed", reason=reason)
+
+    def _worker(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                job_id = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self._work(job_id)
+
+    def dispatch(self) -> int:
+        """Queue every job that has agent work to do now (and is not already being worked on)."""
+        store = self.ctx.store
+        jobs = {job.id: job for job in store.jobs(ACTIONABLE)}
+        jobs.update({job.id: job for job in store.cancel_pending()})
+        queued = 0
+        for job_id in jobs:
+            if self.backoff.due(job_id) and self.inflight.try_add(job_id):
+                self._queue.put(job_id)
+                queued += 1
+        return queued
+
+    # -- periodic -------------------------------------------------------------------------------
+
+    def poll_cycle(self) -> None:
+        try:
+            poll(self.ctx)
+            self.last_poll_ok = self.ctx.clock()
+        except Exception as exc:
+            self.ctx.log.warning("poll failed", error=str(exc), error_type=type(exc).__name__)
+        self.dispatch()
+
+    def tail_cycle(self) -> None:
+        self.tailer.cycle(self.ctx, claim=self.inflight)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def recover(self) -> dict[str, int]:
+        """Count what a restart resumes; the loops pick every non-terminal job up from its state."""
+        counts = {state.value: n for state, n in self.ctx.store.counts_by_state().items() if n}
+        self.ctx.log.info("state recovered", **counts)
+        return counts
+
+    def run(self) -> None:
+        """Serve until stop(): intake on arrival (inotify) or every intake interval, watch, tail."""
+        cfg = self.ctx.config.agent
+        self.ctx.spool.ensure()
+        self.recover()
+        for n in range(cfg.workers):
+            threading.Thread(target=self._worker, name=f"worker-{n}", daemon=True).start()
+        self._scheduler.add_job(self.poll_cycle, "interval", seconds=cfg.poll_interval_s, id="poll",
+                                next_run_time=datetime.now(UTC))
+        self._scheduler.add_job(self.tail_cycle, "interval", seconds=cfg.log_tail_interval_s, id="tail")
+        self._scheduler.start()
+        if self._on_ready:
+            self._on_ready()
+        with SpoolWatcher(self.ctx.spool, poll_interval=cfg.intake_interval_s) as watcher:
+            self.ctx.log.info("agent running", spool=str(self.ctx.spool.root), watcher=watcher.mode)
+            while not self.stopping.is_set():
+                try:
+                    intake(self.ctx)
+                except Exception as exc:
+                    self.ctx.log.error("intake failed", error=str(exc), exc_info=True)
+                self.dispatch()
+                watcher.wait(cfg.intake_interval_s)
+        self._scheduler.shutdown(wait=False)
+        # Steps check `stopping` between side effects; a long transfer is abandoned at the deadline
+        # (its .partial file resumes after the restart).
+        deadline = time.monotonic() + STOP_WAIT_S
+        while len(self.inflight) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.ctx.log.info("agent stopped", abandoned_in_flight=len(self.inflight))
+
+    def stop(self, *_args: Any) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)

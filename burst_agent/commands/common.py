@@ -1,0 +1,28 @@
+"""Arguments and loading shared by the commands that read the agent's config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from burst_agent.config import Config, ConfigError, load_config
+
+DEFAULT_CONFIG = Path("/etc/burst-agent/config.yaml")
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=None, metavar="FILE",
+        help=f"agent config (default: {DEFAULT_CONFIG} if it exists, else built-in defaults)",
+    )
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config named by --config (or the default file); a bad one exits 2 with the key path."""
+    path = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"burst-agent: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

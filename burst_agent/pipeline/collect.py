@@ -1,0 +1,126 @@
+"""Stage-out: the exit code, the rest of the log, the outputs (confined), then the final state."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from burst_agent.command_wrapper import EXIT_CODE_FILE
+from burst_agent.lifecycle import JobState, failure_reason
+from burst_agent.pipeline.context import CONTROL_FILES, REMOTE_LOG, Context
+from burst_agent.staging.outputs import (
+    DEFAULT_SKIP,
+    OutputItem,
+    StageOutReport,
+    download_all,
+    select_outputs,
+)
+from burst_agent.store import JobRecord
+
+SKIP = DEFAULT_SKIP | CONTROL_FILES | {REMOTE_LOG}
+
+
+class StageOutIncomplete(Exception):
+    """Some outputs could not be fetched yet; the job stays in staging-out and is retried."""
+
+
+def _by_path(files: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(f.get("relativePath") or "").removeprefix("./"): f for f in files}
+
+
+def fetch_small(ctx: Context, remote: dict[str, Any]) -> bytes:
+    """Download one small remote file (exit code, log) into memory through a private temp file."""
+    with tempfile.TemporaryDirectory(prefix="burst-small-", dir=ctx.spool.tmp) as tmp:
+        dest = Path(tmp) / "file"
+        ctx.client.download_file(str(remote["id"]), dest, expected_md5=remote.get("md5") or None)
+        return dest.read_bytes()
+
+
+def append_log(path: str | None, data: bytes) -> None:
+    """Append remote log bytes to the job's stdout file (created if missing)."""
+    if not path or not data:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _exit_code(ctx: Context, files: dict[str, dict[str, Any]]) -> int | None:
+    remote = files.get(EXIT_CODE_FILE)
+    if remote is None:
+        return None
+    try:
+        return int(fetch_small(ctx, remote).decode("ascii").strip())
+    except ValueError:
+        return None
+
+
+def _finish_log(ctx: Context, job: JobRecord, files: dict[str, dict[str, Any]]) -> JobRecord:
+    remote = files.get(REMOTE_LOG)
+    if remote is None or int(remote.get("decryptedSize") or 0) <= job.log_offset:
+        return job
+    data = fetch_small(ctx, remote)
+    append_log(job.stdout_path, data[job.log_offset :])
+    return ctx.store.update(job.id, log_offset=len(data))
+
+
+def _download(ctx: Context, job: JobRecord, files: list[dict[str, Any]]) -> StageOutReport:
+    selection = select_outputs(files, (job.job_spec or {}).get("input_md5", {}), skip=SKIP)
+    assert job.output_dir is not None  # narrowing: every recorded job has an output dir
+
+    def download(item: OutputItem, dest: Path) -> None:
+        ctx.client.download_file(item.file_id, dest, expected_md5=item.md5, expected_size=item.size or None)
+
+    report = download_all(
+        selection.items,
+        download=download,
+        concurrency=ctx.config.staging.download_concurrency,
+        root=Path(job.output_dir),
+        margin_bytes=ctx.config.staging.free_space_margin_bytes,
+    )
+    report.refused.extend(selection.refused)
+    return report
+
+
+def _final(job: JobRecord, exit_code: int | None) -> tuple[JobState, str | None]:
+    if job.cancel_requested_at is not None:
+        return JobState.CANCELLED, "cancelled on request"
+    hidden = failure_reason(job.remote_status_reason)
+    if hidden:
+        return JobState.FAILED, f"Rescale: {hidden}"
+    if exit_code is None:
+        return JobState.FAILED, "no exit code came back: the script did not run to its end"
+    if exit_code != 0:
+        return JobState.FAILED, f"the script exited with code {exit_code}"
+    return JobState.DONE, None
+
+
+def collect(ctx: Context, job: JobRecord) -> JobRecord:
+    """STAGING_OUT -> DONE | FAILED | CANCELLED once every wanted output is safely in place."""
+    assert job.remote_job_id is not None  # narrowing: only submitted jobs reach staging-out
+    log = ctx.job_log(job)
+    files = list(ctx.client.iter_job_files(job.remote_job_id))
+    named = _by_path(files)
+    exit_code = _exit_code(ctx, named)
+    job = _finish_log(ctx, job, named)
+    pull = job.cancel_requested_at is None or ctx.config.staging.pull_outputs_on_cancel
+    report = _download(ctx, job, files) if pull else StageOutReport()
+    for problem in report.refused:
+        log.warning("output refused", path=problem.path, reason=problem.reason)
+    if report.failed:
+        raise StageOutIncomplete("; ".join(f"{p.path}: {p.reason}" for p in report.failed))
+    state, reason = _final(job, exit_code)
+    if report.refused:
+        refused = ", ".join(p.path for p in report.refused)
+        reason = f"{reason + '; ' if reason else ''}outputs refused (unsafe paths): {refused}"
+    job = ctx.store.transition(
+        job.id, state, reason or "outputs collected", exit_code=exit_code, failure_reason=reason
+    )
+    log.info("job finished", state=state.value, exit_code=exit_code, outputs=len(report.done),
+             unchanged=len(report.unchanged), refused=len(report.refused))
+    ctx.spool.retire(job.entry)
+    return job

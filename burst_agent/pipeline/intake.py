@@ -1,0 +1,120 @@
+"""Intake: claim spool entries, record them, translate them (or quarantine them with the reason)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from burst_agent.dialects import parse_script
+from burst_agent.lifecycle import JobState
+from burst_agent.pipeline.context import Context
+from burst_agent.pipeline.outpaths import expand
+from burst_agent.request import JobRequest, TranslateError
+from burst_agent.spool import AlreadyClaimed, EntryRejected, SpoolEntry
+from burst_agent.store import JobRecord
+from burst_agent.translate import translate
+
+DEFAULT_STDOUT = {"slurm": "slurm-%j.out", "pbs": "%x.o%j", "plain": "output.log"}
+
+
+def reconcile_key(cluster: str, entry: str) -> str:
+    """The tag (and job-name suffix) that finds this entry's remote job again after a crash."""
+    return f"burst-{cluster}-{entry}"
+
+
+def uses_workdir(entry: SpoolEntry) -> bool:
+    """Scheduler entries name their workdir in request.json; plain scripts get results/<name>/.
+
+    A plain script's own `#SBATCH -D` is not trusted as a place to write into.
+    """
+    return entry.kind == "dir" and bool((entry.request or {}).get("workdir"))
+
+
+def output_paths(
+    results: Path | None, scheduler: str, req: JobRequest, owner: str | None
+) -> dict[str, str | None]:
+    """Where outputs and the log go: the job's workdir (scheduler jobs) or `results` (plain scripts)."""
+    if results is not None or not req.workdir:
+        out = results if results is not None else Path(os.devnull)
+        return {"workdir": None, "output_dir": str(out), "stdout_path": str(out / DEFAULT_STDOUT["plain"]),
+                "stderr_path": None}
+    workdir = Path(req.workdir)
+    values = {
+        "job_id": req.job_id, "job_name": req.job_name or "burst-job", "user": owner,
+        "array_task_id": str(req.array_task_id) if req.array_task_id is not None else None,
+    }
+    stdout = workdir / expand(req.stdout or DEFAULT_STDOUT.get(scheduler, "slurm-%j.out"), values)
+    stderr = workdir / expand(req.stderr, values) if req.stderr and not req.join_output else None
+    return {"workdir": str(workdir), "output_dir": str(workdir), "stdout_path": str(stdout),
+            "stderr_path": str(stderr) if stderr else None}
+
+
+def record_entry(ctx: Context, entry: SpoolEntry) -> JobRecord:
+    """A RECEIVED job for a claimed entry (idempotent: a restart finds the existing record)."""
+    existing = ctx.store.by_entry(entry.name)
+    if existing is not None:
+        return existing
+    request = entry.request or {}
+    output_dir = request["workdir"] if uses_workdir(entry) else str(ctx.spool.results_dir(entry.name))
+    return ctx.store.add_job(
+        entry=entry.name,
+        reconcile_key=reconcile_key(ctx.config.agent.cluster_name, entry.name),
+        owner_uid=entry.owner_uid,
+        owner_name=entry.owner_name,
+        scheduler_job_id=request.get("job_id"),
+        array_task_id=str(request["array_task_id"]) if request.get("array_task_id") is not None else None,
+        request=request,
+        output_dir=output_dir,
+    )
+
+
+def intake(ctx: Context) -> int:
+    """Claim everything waiting in incoming/ (and claimed entries a crash left unrecorded)."""
+    count = 0
+    recorded = {name for name in ctx.spool.list_claimed() if ctx.store.by_entry(name) is None}
+    for name in [*sorted(recorded), *ctx.spool.list_incoming()]:
+        try:
+            entry = ctx.spool.load(name) if name in recorded else ctx.spool.take(name)
+        except AlreadyClaimed:
+            continue
+        except EntryRejected as exc:
+            if name in recorded:
+                ctx.spool.quarantine(name, exc.reason)
+            ctx.log.warning("spool entry rejected", entry=name, reason=exc.reason)
+            continue
+        job = record_entry(ctx, entry)
+        ctx.job_log(job).info("job received", owner_uid=job.owner_uid)
+        count += 1
+    return count
+
+
+def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
+    """RECEIVED -> TRANSLATED with the Rescale body, or FAILED with the entry quarantined."""
+    log = ctx.job_log(job)
+    try:
+        entry = ctx.spool.load(job.entry)
+        parsed = parse_script(entry.script, request_overrides=entry.request)
+        result = translate(
+            parsed, ctx.catalogue.get(), ctx.config.translate, job_name_hint=job.entry,
+            job_ids={"job_id": job.scheduler_job_id} if job.scheduler_job_id else None,
+        )
+    except (TranslateError, EntryRejected) as exc:
+        reason = exc.render(job.entry) if isinstance(exc, TranslateError) else exc.reason
+        ctx.spool.quarantine(job.entry, reason)
+        log.warning("job rejected", reason=reason)
+        return ctx.store.transition(job.id, JobState.FAILED, reason, failure_reason=reason)
+    for warning in result.warnings:
+        log.warning("script warning", detail=warning.render(job.entry))
+    body = dict(result.body)
+    body["name"] = f"{body['name']} [{job.reconcile_key}]"
+    account = parsed.request.account
+    results = None if uses_workdir(entry) else Path(str(job.output_dir))
+    paths = output_paths(results, parsed.scheduler, parsed.request, job.owner_name)
+    return ctx.store.transition(
+        job.id, JobState.TRANSLATED, f"{result.coretype} x{result.cores_per_slot} x{result.slots}",
+        **paths,
+        job_spec={"body": body, "script": entry.script},
+        coretype=result.coretype, cores_per_slot=result.cores_per_slot, slots=result.slots,
+        price_per_core_hour=result.estimated_price_per_hour / (result.cores_per_slot * result.slots),
+        project=ctx.config.agent.projects.get(account) if account else None,
+    )

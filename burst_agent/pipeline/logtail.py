@@ -1,0 +1,64 @@
+"""Live log: append new bytes of a running job's process_output.log to its stdout file."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from burst_agent.lifecycle import JobState
+from burst_agent.pipeline.collect import append_log
+from burst_agent.pipeline.context import REMOTE_LOG, Context
+from burst_agent.rescale.errors import NotFoundError
+from burst_agent.store import JobRecord
+
+
+class Claim(Protocol):
+    def try_add(self, job_id: str) -> bool: ...
+    def discard(self, job_id: str) -> None: ...
+
+
+class LogTailer:
+    """Remembers each running job's run id, so a cycle costs one request per executing job."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, str] = {}
+
+    def _run_id(self, ctx: Context, job: JobRecord) -> str | None:
+        assert job.remote_job_id is not None  # narrowing: running jobs carry a remote id
+        if job.id not in self._runs:
+            runs = ctx.client.list_runs(job.remote_job_id)
+            if not runs:
+                return None
+            self._runs[job.id] = str(runs[-1]["id"])
+        return self._runs[job.id]
+
+    def tail(self, ctx: Context, job: JobRecord) -> JobRecord:
+        run_id = self._run_id(ctx, job)
+        if run_id is None or job.remote_job_id is None:
+            return job
+        try:
+            data = ctx.client.read_run_file(job.remote_job_id, run_id, REMOTE_LOG, offset=job.log_offset)
+        except NotFoundError:  # not started yet, or just finished: collect appends the rest
+            return job
+        if not data:
+            return job
+        append_log(job.stdout_path, data)
+        return ctx.store.update(job.id, log_offset=job.log_offset + len(data))
+
+    def cycle(self, ctx: Context, claim: Claim) -> None:
+        """Tail every executing job that has somewhere to write its log and no other thread holds."""
+        running = ctx.store.jobs([JobState.RUNNING], with_remote_id=True)
+        live = {job.id for job in running}
+        self._runs = {k: v for k, v in self._runs.items() if k in live}
+        for job in running:
+            if not job.stdout_path or (job.remote_status or "").lower() != "executing":
+                continue
+            if not claim.try_add(job.id):
+                continue
+            try:
+                fresh = ctx.store.get(job.id)
+                if fresh is not None and fresh.state is JobState.RUNNING:
+                    self.tail(ctx, fresh)
+            except Exception as exc:  # a log hiccup must never stop the agent
+                ctx.job_log(job).warning("live log tail failed", error=str(exc))
+            finally:
+                claim.discard(job.id)

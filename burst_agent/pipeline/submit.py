@@ -1,0 +1,140 @@
+"""Stage-in, then create, tag, assign and submit the remote job exactly once (crash-safe)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from burst_agent.command_wrapper import SCRIPT_NAME
+from burst_agent.lifecycle import JobState
+from burst_agent.pipeline.context import CONTROL_FILES, Context
+from burst_agent.rescale.errors import ValidationError
+from burst_agent.staging.bundle import placement_script, stage_in
+from burst_agent.staging.inputs import InputFile, InputPlan, InputSelectionError, plan_inputs
+from burst_agent.store import JobRecord
+
+
+class PermanentJobError(Exception):
+    """The job cannot go on (bad inputs, a body Rescale refuses): it fails with this reason."""
+
+
+def _plan(ctx: Context, job: JobRecord, script_file: Path) -> InputPlan:
+    staging = ctx.config.staging
+    if job.workdir is None:
+        plan = InputPlan(workdir=script_file.parent, bundle_members=[], large_files=[])
+    else:
+        exclude = [Path(p) for p in (job.stdout_path, job.stderr_path) if p]
+        try:
+            plan = plan_inputs(
+                Path(job.workdir), job.job_spec["script"], exclude=exclude,
+                large_threshold=staging.large_file_bytes, max_total_bytes=staging.max_input_bytes,
+                max_files=staging.max_input_files,
+            )
+        except (InputSelectionError, OSError) as exc:
+            raise PermanentJobError(f"inputs: {exc}") from exc
+    members = [m for m in plan.bundle_members if str(m.rel) not in CONTROL_FILES]
+    script = InputFile(PurePosixPath(SCRIPT_NAME), script_file, script_file.stat().st_size)
+    return replace(plan, bundle_members=[script, *members])
+
+
+def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
+    """Upload the script and the selected inputs; the file ids are persisted before create uses them."""
+    if job.state is JobState.TRANSLATED:
+        job = ctx.store.transition(job.id, JobState.STAGING_IN, "uploading inputs")
+    log = ctx.job_log(job)
+    store = ctx.store
+
+    def cache_get(key: str) -> str | None:
+        hit = store.cached_upload(key)
+        return hit.remote_file_id if hit else None
+
+    with tempfile.TemporaryDirectory(prefix="burst-stage-", dir=ctx.spool.tmp) as tmp:
+        script_file = Path(tmp) / SCRIPT_NAME
+        script_file.write_text(job.job_spec["script"], encoding="utf-8")
+        plan = _plan(ctx, job, script_file)
+        for warning in plan.warnings:
+            log.warning("input skipped", detail=warning)
+        result = stage_in(
+            plan, upload=lambda path, name: ctx.client.upload_file(path, name=name)["id"],
+            cache_get=cache_get, cache_put=store.remember_upload, tmpdir=Path(tmp),
+        )
+    # The bundle (script + small files) always comes first and is an archive Rescale extracts.
+    inputs = [{"id": fid, "decompress": index == 0} for index, fid in enumerate(result.file_ids)]
+    spec = {**job.job_spec, "input_files": inputs, "input_md5": result.input_md5,
+            "placement": placement_script(plan)}
+    log.info("inputs staged", files=len(plan.bundle_members) + len(plan.large_files),
+             uploads=len(result.file_ids))
+    return store.update(job.id, job_spec=spec, input_file_ids=tuple(result.file_ids))
+
+
+def create_body(job: JobRecord) -> dict[str, Any]:
+    """The translated body with the staged input files and the placement of nested large files."""
+    spec = job.job_spec
+    body = dict(spec["body"])
+    analysis = dict(body["jobanalyses"][0])
+    analysis["inputFiles"] = spec.get("input_files", [])
+    if spec.get("placement"):
+        analysis["command"] = f"{spec['placement']}\n{analysis['command']}"
+    body["jobanalyses"] = [analysis, *body["jobanalyses"][1:]]
+    return body
+
+
+def find_remote(ctx: Context, job: JobRecord) -> str | None:
+    """The remote job an earlier, interrupted create made for this entry (its name ends with the key)."""
+    suffix = f"[{job.reconcile_key}]"
+    listing = ctx.client.iter_jobs(q=job.reconcile_key)
+    found = [item for item in listing if str(item.get("name", "")).endswith(suffix)]
+    if len(found) > 1:
+        ctx.job_log(job).error("several remote jobs carry this key; adopting the oldest",
+                               remote_jobs=[i["id"] for i in found])
+    found.sort(key=lambda item: str(item.get("dateInserted", "")))
+    return str(found[0]["id"]) if found else None
+
+
+def create(ctx: Context, job: JobRecord) -> JobRecord:
+    """STAGING_IN -> CREATED: reconcile first if a create was already attempted, never create twice."""
+    log = ctx.job_log(job)
+    if job.create_attempted_at is not None:
+        remote_id = find_remote(ctx, job)
+        if remote_id is not None:
+            log.info("remote job reconciled after an interrupted create", remote_job=remote_id)
+            return ctx.store.transition(job.id, JobState.CREATED, "reconciled", remote_job_id=remote_id)
+    body = create_body(job)
+    job = ctx.store.update(job.id, create_attempted_at=ctx.clock())
+    try:
+        remote = ctx.client.create_job(body)
+    except ValidationError as exc:
+        raise PermanentJobError(f"Rescale refused the job: {exc}") from exc
+    job = ctx.store.transition(job.id, JobState.CREATED, "created", remote_job_id=str(remote["id"]))
+    ctx.job_log(job).info("remote job created")
+    return job
+
+
+def _already_submitted(ctx: Context, job: JobRecord) -> bool:
+    assert job.remote_job_id is not None  # narrowing: CREATED jobs always carry it
+    return any(item.get("status") for item in ctx.client.job_statuses(job.remote_job_id))
+
+
+def tag_assign_submit(ctx: Context, job: JobRecord) -> JobRecord:
+    """CREATED -> SUBMITTED, resuming at the first step an interrupted run did not finish."""
+    remote_id = job.remote_job_id
+    assert remote_id is not None  # narrowing: CREATED jobs always carry it
+    if not job.tags_done:
+        ctx.client.add_tag(remote_id, job.reconcile_key)
+        job = ctx.store.update(job.id, tags_done=True)
+    organization = ctx.config.agent.organization
+    if job.project and organization and not job.project_done:
+        ctx.client.set_job_project(remote_id, job.project, organization=organization)
+        job = ctx.store.update(job.id, project_done=True)
+    if job.submit_attempted_at is None or not _already_submitted(ctx, job):
+        job = ctx.store.update(job.id, submit_attempted_at=ctx.clock())
+        try:
+            ctx.client.submit_job(remote_id)
+        except ValidationError:
+            if not _already_submitted(ctx, job):
+                raise
+    job = ctx.store.transition(job.id, JobState.SUBMITTED, "submitted")
+    ctx.job_log(job).info("remote job submitted")
+    return job
