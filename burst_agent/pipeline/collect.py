@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from burst_agent import failpoints
 from burst_agent.command_wrapper import EXIT_CODE_FILE
 from burst_agent.lifecycle import JobState, failure_reason
 from burst_agent.pipeline.context import CONTROL_FILES, REMOTE_LOG, Context
@@ -72,8 +73,14 @@ def _download(ctx: Context, job: JobRecord, files: list[dict[str, Any]]) -> Stag
     selection = select_outputs(files, (job.job_spec or {}).get("input_md5", {}), skip=SKIP)
     assert job.output_dir is not None  # narrowing: every recorded job has an output dir
 
+    def progress(done: int, total: int | None) -> None:
+        if done and total and done < total:
+            failpoints.hit("download.midway")
+
     def download(item: OutputItem, dest: Path) -> None:
-        ctx.client.download_file(item.file_id, dest, expected_md5=item.md5, expected_size=item.size or None)
+        ctx.client.download_file(
+            item.file_id, dest, expected_md5=item.md5, expected_size=item.size or None, progress=progress
+        )
 
     report = download_all(
         selection.items,
@@ -111,6 +118,7 @@ def collect(ctx: Context, job: JobRecord) -> JobRecord:
     report = _download(ctx, job, files) if pull else StageOutReport()
     for problem in report.refused:
         log.warning("output refused", path=problem.path, reason=problem.reason)
+        append_log(job.stdout_path, f"burst-agent: output {problem.path!r} refused: {problem.reason}\n".encode())
     if report.failed:
         raise StageOutIncomplete("; ".join(f"{p.path}: {p.reason}" for p in report.failed))
     state, reason = _final(job, exit_code)

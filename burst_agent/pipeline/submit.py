@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from burst_agent import failpoints
 from burst_agent.command_wrapper import SCRIPT_NAME
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import CONTROL_FILES, Context
@@ -50,6 +51,13 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
         hit = store.cached_upload(key)
         return hit.remote_file_id if hit else None
 
+    def upload(path: Path, name: str) -> str:
+        def progress(done: int, total: int | None) -> None:
+            if done and total and done < total:
+                failpoints.hit("upload.midway")
+
+        return str(ctx.client.upload_file(path, name=name, progress=progress)["id"])
+
     with tempfile.TemporaryDirectory(prefix="burst-stage-", dir=ctx.spool.tmp) as tmp:
         script_file = Path(tmp) / SCRIPT_NAME
         script_file.write_text(job.job_spec["script"], encoding="utf-8")
@@ -57,7 +65,7 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
         for warning in plan.warnings:
             log.warning("input skipped", detail=warning)
         result = stage_in(
-            plan, upload=lambda path, name: ctx.client.upload_file(path, name=name)["id"],
+            plan, upload=upload,
             cache_get=cache_get, cache_put=store.remember_upload, tmpdir=Path(tmp),
         )
     # The bundle (script + small files) always comes first and is an archive Rescale extracts.
@@ -107,6 +115,7 @@ def create(ctx: Context, job: JobRecord) -> JobRecord:
         remote = ctx.client.create_job(body)
     except ValidationError as exc:
         raise PermanentJobError(f"Rescale refused the job: {exc}") from exc
+    failpoints.hit("create.before_persist")
     job = ctx.store.transition(job.id, JobState.CREATED, "created", remote_job_id=str(remote["id"]))
     ctx.job_log(job).info("remote job created")
     return job

@@ -1,0 +1,111 @@
+"""A real `burst-agent run` process against the in-process emulator, driven through its spool."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from burst_agent.rescale.emulator import EmulatorHandle
+from burst_agent.spool import Spool, submit_entry
+from burst_agent.store import JobRecord, JobStore
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class AgentRig:
+    """Config, token file, spool and state of one agent; start/kill it like an admin would."""
+
+    root: Path
+    emulator: EmulatorHandle
+    extra_config: dict[str, Any] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+
+    def __post_init__(self) -> None:
+        token = self.root / "token"
+        token.write_text(self.emulator.token)
+        token.chmod(0o600)
+        config = {
+            "api": {"base_url": self.emulator.url, "token_file": str(token), "backoff_base_s": 0.05,
+                    "backoff_max_s": 0.5},
+            "agent": {"spool_dir": str(self.root / "spool"), "state_db": str(self.root / "state.db"),
+                      "poll_interval_s": 5, "cluster_name": "test", **self.extra_config.get("agent", {})},
+            **{k: v for k, v in self.extra_config.items() if k != "agent"},
+        }
+        self.config_path = self.root / "agent.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.spool = Spool(self.root / "spool").ensure()
+
+    def start(self, failpoints: str = "") -> subprocess.Popen[bytes]:
+        env = {**os.environ, "BURST_AGENT_FAILPOINTS": failpoints}
+        self.runs += 1
+        log = (self.root / f"agent-{self.runs}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "burst_agent.cli", "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        return self.proc
+
+    def logs(self) -> str:
+        return "".join((self.root / f"agent-{n}.log").read_text() for n in range(1, self.runs + 1))
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def workdir(self, name: str, files: dict[str, bytes] | None = None) -> Path:
+        path = self.root / "work" / name
+        path.mkdir(parents=True)
+        for rel, data in (files or {}).items():
+            (path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (path / rel).write_bytes(data)
+        return path
+
+    def submit(self, script: str, workdir: Path, job_id: str = "1", **request: Any) -> str:
+        return submit_entry(self.spool, script, {"workdir": str(workdir), "job_id": job_id, **request})
+
+    def job(self, entry: str) -> JobRecord | None:
+        with JobStore(self.root / "state.db") as store:
+            return store.by_entry(entry)
+
+    def wait_job(self, entry: str, predicate: Callable[[JobRecord], bool], timeout: float = 60,
+                 what: str = "the job") -> JobRecord:
+        def check() -> JobRecord | None:
+            job = self.job(entry) if (self.root / "state.db").exists() else None
+            return job if job is not None and predicate(job) else None
+
+        try:
+            return wait_until(check, timeout, what)
+        except AssertionError as exc:
+            tail = self.logs()[-4000:]
+            raise AssertionError(f"{exc}; job now: {self.job(entry)}\n--- agent log ---\n{tail}") from None
+
+    def wait_terminal(self, entry: str, timeout: float = 60) -> JobRecord:
+        return self.wait_job(entry, lambda j: j.terminal, timeout, "a final state")

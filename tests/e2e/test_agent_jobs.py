@@ -1,0 +1,84 @@
+"""The agent end to end over real HTTP: outputs, exit codes, cancel, quarantine, unsafe outputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from burst_agent.lifecycle import JobState
+
+OK_SCRIPT = """#!/bin/bash
+#SBATCH -J e2e-ok
+#SBATCH -n 2
+echo "remote says hello"
+mkdir -p out && tr a-z A-Z < input.txt > out/upper.txt
+"""
+
+
+def test_success_brings_outputs_and_log_back(rig):
+    work = rig.workdir("ok", {"input.txt": b"shout\n"})
+    rig.start()
+    job = rig.wait_terminal(rig.submit(OK_SCRIPT, work, job_id="41"))
+    assert (job.state, job.exit_code) == (JobState.DONE, 0)
+    assert (work / "out" / "upper.txt").read_text() == "SHOUT\n"
+    assert "remote says hello" in (work / "slurm-41.out").read_text()
+    assert not (work / "burst_exit_code").exists()
+
+
+def test_exit_code_3_is_reported(rig):
+    work = rig.workdir("fail")
+    rig.start()
+    job = rig.wait_terminal(rig.submit("#!/bin/bash\necho partial > p.txt\nexit 3\n", work))
+    assert (job.state, job.exit_code) == (JobState.FAILED, 3)
+    assert "exited with code 3" in job.failure_reason
+    assert (work / "p.txt").read_text() == "partial\n"
+
+
+def test_untranslatable_script_is_quarantined_with_its_reason(rig):
+    work = rig.workdir("bad")
+    rig.start()
+    entry = rig.submit("#!/bin/bash\n#SBATCH -N 2\n#SBATCH --time=abc\necho never\n", work)
+    job = rig.wait_terminal(entry, timeout=20)
+    assert job.state is JobState.FAILED
+    reason = (rig.spool.failed / f"{entry}.reason").read_text()
+    assert f"{entry}:3: #SBATCH --time=abc: invalid time" in reason
+    assert (rig.spool.failed / entry / "script").read_text().endswith("echo never\n")
+    assert rig.emulator.stats()["jobsCreated"] == 0
+
+
+def test_cancel_stops_the_remote_job(rig):
+    work = rig.workdir("long")
+    rig.start()
+    entry = rig.submit("#!/bin/bash\necho started > started.txt\nsleep 120\n", work)
+    rig.wait_job(entry, lambda j: j.remote_status == "Executing", what="remote Executing")
+    cli = [sys.executable, "-m", "burst_agent.cli", "cancel", "--config", str(rig.config_path), entry]
+    assert "cancel requested" in subprocess.run(cli, capture_output=True, text=True, check=True).stdout
+    job = rig.wait_terminal(entry, timeout=40)
+    assert job.state is JobState.CANCELLED
+    assert job.stop_requested_at is not None
+    assert (work / "started.txt").exists()  # outputs produced so far still come back
+
+
+def test_unsafe_remote_output_paths_are_refused(rig, tmp_path):
+    from burst_agent.rescale.emulator.store import FileRecord
+
+    work = rig.workdir("evil")
+    rig.start()
+    entry = rig.submit("#!/bin/bash\nsleep 2\necho fine > fine.txt\n", work)
+    job = rig.wait_job(entry, lambda j: j.remote_job_id is not None, what="a remote job")
+    store = rig.emulator.store
+    for index, evil in enumerate(("../../escaped.txt", "/etc/burst-evil.txt")):
+        payload = tmp_path / f"evil{index}"
+        payload.write_text("evil\n")
+        record = FileRecord(f"evil{index}", payload.name, payload, 5, "ab0ee2f2ff9cd3cbd8e53ffc1d2f7a8f", 5,
+                            evil, evil)
+        with store.lock:
+            store.add_file(record)
+            store.jobs[job.remote_job_id].output_file_ids.append(record.id)
+    job = rig.wait_terminal(entry)
+    assert "outputs refused" in job.failure_reason and "../../escaped.txt" in job.failure_reason
+    assert (work / "fine.txt").read_text() == "fine\n"
+    assert "output '../../escaped.txt' refused" in (work / "slurm-1.out").read_text()
+    assert not (work.parent.parent / "escaped.txt").exists()
+    assert not os.path.exists("/etc/burst-evil.txt")
