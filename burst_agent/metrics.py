@@ -1,0 +1,355 @@
+"""Prometheus metrics: a private registry, the events the pipeline reports, scrape-time collectors."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from burst_agent import __version__
+from burst_agent.lifecycle import JobState
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from burst_agent.rescale.client import RequestEvent
+    from burst_agent.store import JobRecord
+
+log = logging.getLogger(__name__)
+
+PREFIX = "burst_agent"
+SCOPES = ("submission", "job_reads", "other")
+DIRECTIONS = ("upload", "download")
+FINISHED_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+# Why a job failed, as a small fixed set (bounded label values). "cancelled" is a remote stop we did
+# not ask for; a stop we asked for ends CANCELLED and is not a failure.
+FAILURE_CLASSES = (
+    "translate", "stage_in", "create", "submit", "remote", "stage_out", "exit_code", "cancelled", "other",
+)
+_FAILURE_ALIASES: dict[str, str] = {
+    "translation": "translate", "parse": "translate", "spool": "translate",
+    "staging_in": "stage_in", "stagein": "stage_in", "upload": "stage_in", "inputs": "stage_in",
+    "tag": "create", "tags": "create", "project": "create",
+    "poll": "remote", "cluster": "remote", "walltime": "remote",
+    "staging_out": "stage_out", "stageout": "stage_out", "download": "stage_out", "outputs": "stage_out",
+    "exit": "exit_code", "nonzero_exit": "exit_code",
+    "stopped": "cancelled", "canceled": "cancelled",
+}
+# The state a job failed from -> the class, when the caller knows nothing better.
+_FAILURE_BY_STATE: dict[JobState, str] = {
+    JobState.RECEIVED: "translate",
+    JobState.TRANSLATED: "stage_in",
+    JobState.STAGING_IN: "stage_in",
+    JobState.CREATED: "submit",
+    JobState.SUBMITTED: "remote",
+    JobState.QUEUED: "remote",
+    JobState.RUNNING: "remote",
+    JobState.STAGING_OUT: "stage_out",
+}
+
+# Histogram buckets (seconds unless named otherwise), chosen for the ranges each measurement spans.
+API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TRANSFER_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
+QUEUE_WAIT_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400)
+REMOTE_RUN_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
+
+# (scheduler, partition, state) -> count of job records, read from the state database at scrape time.
+_JOB_COUNTS_SQL = """
+    SELECT scheduler,
+           COALESCE(CASE WHEN json_valid(request) THEN json_extract(request, '$.partition') END, ''),
+           state, COUNT(*)
+    FROM jobs GROUP BY 1, 2, 3
+"""
+
+JobCounts = Callable[[], Iterable[tuple[str, str, str, int]]]
+
+
+class Budgets(Protocol):
+    """What RateBudgets offers for metrics."""
+
+    def remaining(self, scope: str) -> float: ...
+
+    def capacity(self, scope: str) -> float: ...
+
+
+def failure_class(reason: str | None, failed_from: JobState | str | None = None) -> str:
+    """Map a free-form failure reason (or else the state the job failed from) into FAILURE_CLASSES."""
+    key = (reason or "").strip().lower().replace("-", "_").replace(" ", "_")
+    if key in FAILURE_CLASSES:
+        return key
+    if key in _FAILURE_ALIASES:
+        return _FAILURE_ALIASES[key]
+    if failed_from is not None and JobState(failed_from) in _FAILURE_BY_STATE:
+        return _FAILURE_BY_STATE[JobState(failed_from)]
+    return "other"
+
+
+def store_job_counts(db_path: str | Path) -> JobCounts:
+    """A reader of job counts from the store's SQLite file, over its own short read-only connection.
+
+    A separate connection keeps scrapes off the daemon's store lock; WAL lets it read while the
+    daemon writes.  Grouping in SQL keeps a scrape cheap however many finished jobs the ledger holds.
+    """
+    uri = Path(db_path).resolve().as_uri() + "?mode=ro"
+
+    def read() -> list[tuple[str, str, str, int]]:
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+        try:
+            return [(str(a), str(b), str(c), int(n)) for a, b, c, n in conn.execute(_JOB_COUNTS_SQL)]
+        finally:
+            conn.close()
+
+    return read
+
+
+class _ScrapeCollector(Collector):
+    """Reads the job store, spool and rate budgets when Prometheus scrapes (never calls the API)."""
+
+    def __init__(self) -> None:
+        self.job_counts: JobCounts | None = None
+        self.spool_backlog: Callable[[], int] | None = None
+        self.budgets: Budgets | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily(
+            f"{PREFIX}_jobs", "Job records in the agent's store, by state.",
+            labels=["scheduler", "partition", "state"],
+        )
+        backlog = GaugeMetricFamily(
+            f"{PREFIX}_spool_backlog_entries", "Spool entries waiting to be claimed by the agent."
+        )
+        remaining = GaugeMetricFamily(
+            f"{PREFIX}_api_budget_remaining_requests",
+            "Requests left in the client-side rate budget (negative while requests wait).", labels=["scope"],
+        )
+        capacity = GaugeMetricFamily(
+            f"{PREFIX}_api_budget_capacity_requests", "Size of the client-side rate budget.", labels=["scope"]
+        )
+        # A failing source drops its samples from this scrape instead of failing the whole scrape.
+        try:
+            if self.job_counts is not None:
+                for scheduler, partition, state, count in self.job_counts():
+                    jobs.add_metric([scheduler, partition, state], count)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("metrics: cannot read job counts: %s", exc)
+        try:
+            if self.spool_backlog is not None:
+                backlog.add_metric([], self.spool_backlog())
+        except OSError as exc:
+            log.warning("metrics: cannot read spool backlog: %s", exc)
+        if self.budgets is not None:
+            for scope in SCOPES:
+                remaining.add_metric([scope], self.budgets.remaining(scope))
+                capacity.add_metric([scope], self.budgets.capacity(scope))
+        yield from (jobs, backlog, remaining, capacity)
+
+
+def _price(value: Decimal | float | str | None) -> float:
+    return float(Decimal(str(value))) if value is not None else 0.0
+
+
+class Metrics:
+    """Every burst-agent metric, in a registry of its own; the pipeline calls the event methods."""
+
+    def __init__(self, *, per_user_labels: bool = False, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.per_user_labels = per_user_labels
+        r = self.registry
+        self._scrape = _ScrapeCollector()
+        r.register(self._scrape)
+        self.submitted = Counter(
+            f"{PREFIX}_jobs_submitted", "Jobs submitted to Rescale.", registry=r
+        )
+        self.finished = Counter(
+            f"{PREFIX}_jobs_finished", "Jobs that reached a final state.", ["state"], registry=r
+        )
+        self.failed = Counter(
+            f"{PREFIX}_jobs_failed", "Jobs that ended FAILED, by failure class.", ["reason"], registry=r
+        )
+        self.api_requests = Counter(
+            f"{PREFIX}_api_requests", "HTTP requests to the Rescale API (each attempt); code 'none' when"
+            " no response came.", ["endpoint", "method", "code"], registry=r,
+        )
+        self.api_duration = Histogram(
+            f"{PREFIX}_api_request_duration_seconds", "Time until the Rescale API response headers arrived.",
+            ["endpoint", "method"], buckets=API_BUCKETS, registry=r,
+        )
+        self.rate_limited = Counter(
+            f"{PREFIX}_api_rate_limited_responses", "HTTP 429 answers from the Rescale API.", ["scope"],
+            registry=r,
+        )
+        self.transfer_bytes = Counter(
+            f"{PREFIX}_transfer_bytes", "Bytes moved to (upload) or from (download) Rescale storage.",
+            ["direction"], registry=r,
+        )
+        self.transfer_duration = Histogram(
+            f"{PREFIX}_transfer_duration_seconds", "Duration of one file transfer.", ["direction"],
+            buckets=TRANSFER_BUCKETS, registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            f"{PREFIX}_queue_wait_seconds", "From spool intake until the remote job started executing.",
+            buckets=QUEUE_WAIT_BUCKETS, registry=r,
+        )
+        self.remote_run_seconds = Histogram(
+            f"{PREFIX}_remote_run_seconds", "Remote run time of finished jobs.", buckets=REMOTE_RUN_BUCKETS,
+            registry=r,
+        )
+        user = ["user"] if per_user_labels else []
+        self.core_seconds = Counter(
+            f"{PREFIX}_remote_core_seconds", "Core-seconds used on Rescale (cores x run seconds).",
+            ["coretype", *user], registry=r,
+        )
+        self.cost = Counter(
+            f"{PREFIX}_estimated_cost", "Estimated compute cost from the coretype price per core-hour"
+            " (price-list currency).", ["coretype", "project", *user], registry=r,
+        )
+        self.last_poll = Gauge(
+            f"{PREFIX}_last_successful_poll_timestamp_seconds",
+            "When the last status poll of Rescale succeeded (Unix time).", registry=r,
+        )
+        Info(f"{PREFIX}_build", "burst-agent build information.", registry=r).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        # Known label values start at zero, so rate() and alerts see them before the first event.
+        for state in FINISHED_STATES:
+            self.finished.labels(state=state.value)
+        for reason in FAILURE_CLASSES:
+            self.failed.labels(reason=reason)
+        for direction in DIRECTIONS:
+            self.transfer_bytes.labels(direction=direction)
+        for scope in SCOPES:
+            self.rate_limited.labels(scope=scope)
+
+    # -- scrape-time sources -----------------------------------------------------------------------
+
+    def watch_store(self, store_or_path: object) -> None:
+        """Count jobs from a JobStore (its `.path`) or a state database path at each scrape."""
+        path = getattr(store_or_path, "path", store_or_path)
+        self._scrape.job_counts = store_job_counts(Path(str(path)))
+
+    def watch_job_counts(self, counts: JobCounts) -> None:
+        """Count jobs with any callable returning (scheduler, partition, state, count) rows."""
+        self._scrape.job_counts = counts
+
+    def watch_spool(self, backlog: Callable[[], int]) -> None:
+        """E.g. `lambda: len(spool.list_incoming())`."""
+        self._scrape.spool_backlog = backlog
+
+    def watch_budgets(self, budgets: Budgets) -> None:
+        """The client's RateBudgets (`client.budgets`)."""
+        self._scrape.budgets = budgets
+
+    # -- events from the pipeline ------------------------------------------------------------------
+
+    def job_submitted(self) -> None:
+        self.submitted.inc()
+
+    def job_finished(
+        self, state: JobState | str, reason_class: str | None = None, failed_from: JobState | None = None
+    ) -> None:
+        """A job reached DONE, FAILED or CANCELLED; a FAILED one also counts under its failure class.
+
+        `reason_class` is mapped by failure_class(); `failed_from` (the state the job failed in)
+        decides when the reason says nothing known.
+        """
+        final = JobState(state)
+        if final not in FINISHED_STATES:
+            raise ValueError(f"job_finished: {final.value} is not a final state")
+        self.finished.labels(state=final.value).inc()
+        if final is JobState.FAILED:
+            self.failed.labels(reason=failure_class(reason_class, failed_from)).inc()
+
+    def transferred(self, direction: str, nbytes: int, seconds: float) -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"transfer direction must be one of {DIRECTIONS}, not {direction!r}")
+        self.transfer_bytes.labels(direction=direction).inc(max(0, nbytes))
+        self.transfer_duration.labels(direction=direction).observe(max(0.0, seconds))
+
+    def queue_wait(self, seconds: float) -> None:
+        self.queue_wait_seconds.observe(max(0.0, seconds))
+
+    def remote_run(
+        self,
+        seconds: float,
+        coretype: str,
+        cores: int,
+        project: str | None,
+        price_per_core_hour: Decimal | float | str | None,
+        user: str | None = None,
+    ) -> None:
+        """A remote run ended: run time, core-seconds and cost (price x cores x hours)."""
+        seconds = max(0.0, seconds)
+        self.remote_run_seconds.observe(seconds)
+        extra = {"user": user or ""} if self.per_user_labels else {}
+        core_seconds = seconds * max(0, cores)
+        self.core_seconds.labels(coretype=coretype, **extra).inc(core_seconds)
+        cost = core_seconds / 3600.0 * _price(price_per_core_hour)
+        self.cost.labels(coretype=coretype, project=project or "", **extra).inc(cost)
+
+    def poll_succeeded(self, ts: float) -> None:
+        self.last_poll.set(ts)
+
+    def observe_request(self, event: RequestEvent) -> None:
+        """The RescaleClient `on_request` hook: one call per HTTP attempt."""
+        code = str(event.status) if event.status is not None else "none"
+        self.api_requests.labels(endpoint=event.endpoint, method=event.method, code=code).inc()
+        self.api_duration.labels(endpoint=event.endpoint, method=event.method).observe(event.duration_s)
+        if event.status == 429:
+            self.rate_limited.labels(scope=event.scope).inc()
+
+    # -- helpers for job records -------------------------------------------------------------------
+
+    def job_started_remotely(self, job: JobRecord) -> None:
+        """Queue wait of a job whose remote run just began (spool intake -> Executing)."""
+        if job.remote_started_at is not None:
+            self.queue_wait(job.remote_started_at - job.created_at)
+
+    def job_ran(self, job: JobRecord) -> None:
+        """Run time, core-seconds and cost of a job whose remote run has ended."""
+        if job.remote_started_at is None or job.remote_finished_at is None:
+            return
+        cores = (job.cores_per_slot or 0) * (job.slots or 1)
+        self.remote_run(
+            job.remote_finished_at - job.remote_started_at, job.coretype or "", cores, job.project,
+            job.price_per_core_hour, user=job.owner_name,
+        )
+
+    def exposition(self) -> bytes:
+        """The text exposition format, as a scrape would see it."""
+        return generate_latest(self.registry)
+
+
+@dataclass
+class MetricsServer:
+    """The /metrics HTTP endpoint; `stop()` shuts it down and frees the port."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def serve(metrics: Metrics, host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
+    """Serve /metrics on host:port (loopback by default; port 0 picks a free one) in a daemon thread."""
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    return MetricsServer(server, thread)

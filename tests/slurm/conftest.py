@@ -1,0 +1,218 @@
+"""Fixtures for tests against the real one-node Slurm cluster of .ci/slurm-setup.sh (root only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REPO_LUA = REPO / "deploy" / "slurm" / "job_submit.lua"
+INSTALLED_LUA = Path("/etc/slurm/job_submit.lua")
+STUB = Path(__file__).with_name("stub_relay.sh")
+USERS = ("burstuser_a", "burstuser_b")
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
+RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+USER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def _cluster_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "not root"
+    if shutil.which("sbatch") is None:
+        return "sbatch not installed"
+    missing = [u for u in USERS if subprocess.run(["id", u], capture_output=True).returncode != 0]
+    if missing:
+        return f"test users missing: {missing}"
+    sinfo = subprocess.run(["sinfo", "-h", "-o", "%P %t"], capture_output=True, text=True, timeout=20)
+    if sinfo.returncode != 0:
+        return f"sinfo failed: {sinfo.stderr.strip()}"
+    if "rescale" not in sinfo.stdout:
+        return f"no rescale partition: {sinfo.stdout.strip()!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """The cluster must be up: in CI (CI=true) a missing cluster fails; elsewhere the tests skip."""
+    problem = _cluster_problem()
+    if problem is None:
+        return
+    message = f"Slurm test cluster unavailable ({problem}): run `sudo bash .ci/slurm-setup.sh` first"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(f"!!! SKIPPING Slurm tests: {message}")
+
+
+@pytest.fixture(scope="session")
+def shared_dir(slurm_cluster) -> Iterator[Path]:
+    """A world-traversable directory (the test users must reach the stub and their workdirs)."""
+    path = Path(tempfile.mkdtemp(prefix="burst-slurm-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def render_lua(**settings: str) -> str:
+    """The repo's job_submit.lua with `local NAME = value` settings replaced (values are Lua source)."""
+    text = REPO_LUA.read_text()
+    for name, value in settings.items():
+        text, n = re.subn(rf"^local {name} = .*$", f"local {name} = {value}", text, count=1, flags=re.M)
+        if n != 1:
+            raise KeyError(f"no setting {name} in {REPO_LUA}")
+    return text
+
+
+def install_lua(text: str) -> None:
+    """Install job_submit.lua; a future mtime makes slurmctld reload it on the next submission."""
+    tmp = INSTALLED_LUA.with_suffix(".lua.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    tmp.replace(INSTALLED_LUA)
+    future = time.time() + 2
+    os.utime(INSTALLED_LUA, (future, future))
+
+
+@pytest.fixture(scope="session")
+def stub_relay(shared_dir) -> Path:
+    path = shared_dir / "stub-relay"
+    shutil.copyfile(STUB, path)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lua_installed(stub_relay) -> Iterator[Callable[..., None]]:
+    """The repo's lua installed with the stub as relay; call it with settings to reinstall a variant."""
+    original = INSTALLED_LUA.read_text() if INSTALLED_LUA.exists() else None
+    defaults = {"BURST_AGENT": json.dumps(str(stub_relay))}
+
+    def _install(**settings: str) -> None:
+        install_lua(render_lua(**{**defaults, **settings}))
+
+    _install()
+    yield _install
+    if original is not None:
+        install_lua(original)
+
+
+@pytest.fixture
+def lua_variant(lua_installed) -> Iterator[Callable[..., None]]:
+    """Install a settings variant for one test; the session's default is put back afterwards."""
+    yield lua_installed
+    lua_installed()
+
+
+@dataclass
+class Workdir:
+    path: Path
+    user: str
+
+    def write(self, name: str, text: str) -> Path:
+        target = self.path / name
+        target.write_text(text)
+        shutil.chown(target, self.user, self.user)
+        return target
+
+    def relay_record(self, job_id: str, name: str) -> str:
+        return (self.path / f"relay-{job_id}" / name).read_text()
+
+
+def make_workdir(shared_dir: Path, user: str) -> Workdir:
+    path = Path(tempfile.mkdtemp(prefix=f"{user}-", dir=shared_dir))
+    shutil.chown(path, user, user)
+    path.chmod(0o755)
+    return Workdir(path, user)
+
+
+@pytest.fixture
+def workdir(shared_dir, lua_installed) -> Workdir:
+    """A fresh directory owned by burstuser_a, with the test lua installed."""
+    return make_workdir(shared_dir, "burstuser_a")
+
+
+@pytest.fixture
+def workdir_b(shared_dir, lua_installed) -> Workdir:
+    return make_workdir(shared_dir, "burstuser_b")
+
+
+class Cluster:
+    """Slurm client helpers for the tests (the `cluster` fixture)."""
+
+    @staticmethod
+    def run_as(user: str, argv: list[str], cwd: Path, env: dict[str, str] | None = None):
+        """Run a Slurm client command as `user` from `cwd` with a small, fixed environment."""
+        return subprocess.run(
+            [RUNUSER, "-u", user, "--", *argv],
+            cwd=cwd, env={**USER_ENV, "HOME": f"/home/{user}", **(env or {})},
+            capture_output=True, text=True, timeout=60,
+        )
+
+    def sbatch(self, wd: Workdir, script: str, *options: str, env: dict[str, str] | None = None) -> str:
+        """Submit `script` (a file name in wd) as wd's user; return the job id."""
+        done = self.run_as(wd.user, ["sbatch", "--parsable", *options, script], wd.path, env)
+        if done.returncode != 0:
+            raise AssertionError(f"sbatch failed: {done.stderr}")
+        return done.stdout.strip().split(";")[0]
+
+    @staticmethod
+    def show_job(job_id: str) -> dict[str, str]:
+        argv = ["scontrol", "-o", "show", "job", job_id]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        if out.returncode != 0 or not out.stdout.strip():
+            return {}
+        return dict(re.findall(r"(\w[\w/:]*)=(\S*)", out.stdout.splitlines()[0]))
+
+    def wait_job(self, job_id: str, timeout: float = 60.0) -> dict[str, str]:
+        """Poll scontrol until the job reaches a final state; return its fields."""
+        deadline = time.monotonic() + timeout
+        fields: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            fields = self.show_job(job_id)
+            if fields.get("JobState") in FINAL_STATES:
+                return fields
+            time.sleep(0.2)
+        subprocess.run(["scancel", job_id], timeout=20)
+        raise AssertionError(f"job {job_id} did not finish in {timeout}s: {fields.get('JobState')}")
+
+    def wait_state(self, job_ids: list[str], state: str, timeout: float = 30.0) -> None:
+        """Poll until every job is in `state` at the same time."""
+        deadline = time.monotonic() + timeout
+        states: list[str | None] = []
+        while time.monotonic() < deadline:
+            states = [self.show_job(j).get("JobState") for j in job_ids]
+            if all(s == state for s in states):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"jobs {job_ids} never all {state}: {states}")
+
+    @staticmethod
+    def wait_file(path: Path, timeout: float = 20.0) -> str:
+        """Slurm may mark a job done a moment before its output file is complete."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                return path.read_text()
+            time.sleep(0.1)
+        raise AssertionError(f"{path} never appeared")
+
+    def run_relay_job(self, wd: Workdir, script: str, *options: str, **kw) -> tuple[str, dict[str, str]]:
+        """Submit to rescale, wait for the end and for the stub's record; return (job id, fields)."""
+        job_id = self.sbatch(wd, script, "--partition=rescale", *options, **kw)
+        fields = self.wait_job(job_id)
+        self.wait_file(wd.path / f"relay-{job_id}" / "env")
+        return job_id, fields
+
+
+@pytest.fixture
+def cluster(lua_installed) -> Cluster:
+    return Cluster()
