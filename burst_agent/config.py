@@ -126,6 +126,16 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint: loopback by default; scraping reads the agent's state, never the API."""
+
+    enabled: bool = True
+    listen_host: str = "127.0.0.1"
+    listen_port: int = _range(0, 65535, default=9464)
+    per_user_labels: bool = False  # adds a `user` label to cost and core-seconds (cardinality = users)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole agent configuration."""
 
@@ -133,6 +143,7 @@ class Config:
     translate: TranslateConfig = field(default_factory=TranslateConfig)
     staging: StagingConfig = field(default_factory=StagingConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 # Scalar type -> (accepts the YAML value?, converts it). bool is never an int here, although Python says so.
