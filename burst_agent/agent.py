@@ -14,7 +14,9 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from burst_agent.lifecycle import JobState
+from burst_agent.config import Config
+from burst_agent.lifecycle import REMOTE_ACTIVE, JobState
+from burst_agent.metrics import serve
 from burst_agent.pipeline.advance import ACTIONABLE, advance
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.intake import intake
@@ -22,6 +24,7 @@ from burst_agent.pipeline.logtail import LogTailer
 from burst_agent.pipeline.submit import PermanentJobError
 from burst_agent.pipeline.watch import poll
 from burst_agent.rescale.errors import RateLimitedError
+from burst_agent.sdnotify import Notifier
 from burst_agent.spool import SpoolWatcher
 
 BACKOFF_BASE_S = 2.0
@@ -76,8 +79,20 @@ class InFlight:
 class Agent:
     """Owns the threads; every durable fact lives in ctx.store, so a killed agent loses nothing."""
 
-    def __init__(self, ctx: Context, *, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        on_ready: Callable[[], None] | None = None,
+        reload_config: Callable[[], Config] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.notifier = notifier or Notifier()
+        self._reload_config = reload_config
+        self._reload_requested = threading.Event()
+        self.heartbeats: dict[str, float] = {}
+        self.metrics_server: Any = None
         self.stopping = threading.Event()
         self.inflight = InFlight()
         self.backoff = Backoff()
@@ -99,7 +114,7 @@ class Agent:
                 advance(self.ctx, job, stopping=self.stopping.is_set)
             self.backoff.succeeded(job_id)
         except PermanentJobError as exc:
-            self._fail(job_id, str(exc))
+            self._fail(job_id, str(exc), exc.stage)
         except RateLimitedError as exc:
             log.warning("rate limited", retry_in_s=round(self.backoff.failed(job_id, exc.retry_after), 1))
         except Exception as exc:
@@ -109,8 +124,11 @@ class Agent:
         finally:
             self.inflight.discard(job_id)
 
-    def _fail(self, job_id: str, reason: str) -> None:
-        job = self.ctx.store.transition(job_id, JobState.FAILED, reason, failure_reason=reason)
+    def _fail(self, job_id: str, reason: str, stage: str) -> None:
+        job = self.ctx.store.get(job_id)
+        if job is None or job.terminal:
+            return
+        job = self.ctx.finish(job, JobState.FAILED, reason, reason_class=stage, failure_reason=reason)
         self.ctx.spool.quarantine(job.entry, reason)
         self.ctx.job_log(job).warning("job failed", reason=reason)
 
@@ -137,15 +155,52 @@ class Agent:
     # -- periodic -------------------------------------------------------------------------------
 
     def poll_cycle(self) -> None:
+        self.heartbeats["poll"] = time.monotonic()
         try:
             poll(self.ctx)
             self.last_poll_ok = self.ctx.clock()
+            self.ctx.metrics.poll_succeeded(self.last_poll_ok)
         except Exception as exc:
             self.ctx.log.warning("poll failed", error=str(exc), error_type=type(exc).__name__)
         self.dispatch()
+        counts = self.ctx.store.counts_by_state()
+        active = sum(n for state, n in counts.items() if state in REMOTE_ACTIVE)
+        backlog = len(self.ctx.spool.list_incoming())
+        self.notifier.status(f"{active} jobs active on Rescale, {backlog} waiting in the spool")
 
     def tail_cycle(self) -> None:
         self.tailer.cycle(self.ctx, claim=self.inflight)
+
+    def healthy(self) -> bool:
+        """The intake loop and the poll loop both ran recently (they may fail; they must not hang)."""
+        now, cfg = time.monotonic(), self.ctx.config.agent
+        limits = {"intake": cfg.intake_interval_s * 3 + 30, "poll": cfg.poll_interval_s * 3 + 60}
+        return all(now - self.heartbeats.get(loop, now) < limit for loop, limit in limits.items())
+
+    def watchdog_cycle(self) -> None:
+        if self.healthy():
+            self.notifier.watchdog()
+        else:
+            self.ctx.log.error("a main loop is stuck: no watchdog ping", heartbeats=self.heartbeats)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; keep the old one if the new one is invalid."""
+        if self._reload_config is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = self._reload_config()
+        except Exception as exc:
+            self.ctx.log.error("config reload failed; keeping the running config", error=str(exc))
+        else:
+            if new.api != self.ctx.config.api or new.agent.spool_dir != self.ctx.config.agent.spool_dir \
+                    or new.agent.state_db != self.ctx.config.agent.state_db:
+                self.ctx.log.warning("api, spool_dir and state_db changes take effect after a restart")
+            self.ctx.config = new
+            self._scheduler.reschedule_job("poll", trigger="interval", seconds=new.agent.poll_interval_s)
+            self._scheduler.reschedule_job("tail", trigger="interval", seconds=new.agent.log_tail_interval_s)
+            self.ctx.log.info("config reloaded")
+        self.notifier.ready()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -165,29 +220,49 @@ class Agent:
         self._scheduler.add_job(self.poll_cycle, "interval", seconds=cfg.poll_interval_s, id="poll",
                                 next_run_time=datetime.now(UTC))
         self._scheduler.add_job(self.tail_cycle, "interval", seconds=cfg.log_tail_interval_s, id="tail")
+        interval = self.notifier.watchdog_interval()
+        if interval:
+            self._scheduler.add_job(self.watchdog_cycle, "interval", seconds=interval / 2, id="watchdog")
         self._scheduler.start()
+        metrics_cfg = self.ctx.config.metrics
+        if metrics_cfg.enabled:
+            self.metrics_server = serve(self.ctx.metrics, metrics_cfg.listen_host, metrics_cfg.listen_port)
+            self.ctx.log.info("metrics endpoint up", host=metrics_cfg.listen_host,
+                              port=self.metrics_server.port)
+        self.notifier.ready("state recovered; serving")
         if self._on_ready:
             self._on_ready()
         with SpoolWatcher(self.ctx.spool, poll_interval=cfg.intake_interval_s) as watcher:
             self.ctx.log.info("agent running", spool=str(self.ctx.spool.root), watcher=watcher.mode)
             while not self.stopping.is_set():
+                self.heartbeats["intake"] = time.monotonic()
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self.reload()
                 try:
                     intake(self.ctx)
                 except Exception as exc:
                     self.ctx.log.error("intake failed", error=str(exc), exc_info=True)
                 self.dispatch()
                 watcher.wait(cfg.intake_interval_s)
+        self.notifier.stopping("stopping: finishing in-flight steps")
         self._scheduler.shutdown(wait=False)
         # Steps check `stopping` between side effects; a long transfer is abandoned at the deadline
         # (its .partial file resumes after the restart).
         deadline = time.monotonic() + STOP_WAIT_S
         while len(self.inflight) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.ctx.log.info("agent stopped", abandoned_in_flight=len(self.inflight))
 
     def stop(self, *_args: Any) -> None:
         self.stopping.set()
 
+    def request_reload(self, *_args: Any) -> None:
+        self._reload_requested.set()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, self.request_reload)

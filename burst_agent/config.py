@@ -281,3 +281,29 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     data = _apply_env_overrides(data, os.environ if environ is None else environ)
     return config_from_mapping(data, source)
+
+
+def env_override_paths(environ: Mapping[str, str]) -> dict[str, str]:
+    """The BURST_AGENT__* variables in `environ`, each with the key path it overrides (for reports)."""
+    return {
+        name: ".".join(k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k)
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX)
+    }
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def effective_dict(config: Config) -> dict[str, Any]:
+    """The config as plain YAML-able data (paths as strings, lists for tuples), every key present."""
+    return _plain(config)

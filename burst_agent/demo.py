@@ -98,6 +98,7 @@ def run_demo(base: Path | None, *, step_seconds: float, timeout: float, out: Tex
         "api": {"base_url": emulator.url, "token_file": str(token_file)},
         "agent": {"spool_dir": str(root / "spool"), "state_db": str(root / "state.db"),
                   "poll_interval_s": 5, "cluster_name": "demo"},
+        "metrics": {"listen_port": 0},
     })
     ctx = build_context(config)
     agent = Agent(ctx)

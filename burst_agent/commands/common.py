@@ -18,11 +18,15 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def load_config_file(path: Path | None) -> Config:
+    """The config at `path`, else the default file if it exists, else the built-in defaults."""
+    return load_config(path if path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None))
+
+
 def load(args: argparse.Namespace) -> Config:
     """The config named by --config (or the default file); a bad one exits 2 with the key path."""
-    path = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     try:
-        return load_config(path)
+        return load_config_file(args.config)
     except ConfigError as exc:
         print(f"burst-agent: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

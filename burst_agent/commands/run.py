@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from burst_agent.commands.common import add_config_argument, load
+from burst_agent.commands.common import add_config_argument, load, load_config_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
     except (TokenError, OSError) as exc:
         print(f"burst-agent run: {exc}", file=sys.stderr)
         return 1
-    agent = Agent(ctx)
+    agent = Agent(ctx, reload_config=lambda: load_config_file(args.config))
     agent.install_signal_handlers()
-    agent.run()
+    try:
+        agent.run()
+    except OSError as exc:  # e.g. the metrics port is taken
+        print(f"burst-agent run: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -21,7 +21,7 @@ def request_cancel(store: JobStore, job_ref: str, now: float) -> JobRecord:
 
 
 def _end(ctx: Context, job: JobRecord, reason: str) -> JobRecord:
-    job = ctx.store.transition(job.id, JobState.CANCELLED, reason)
+    job = ctx.finish(job, JobState.CANCELLED, reason)
     ctx.spool.retire(job.entry)
     ctx.job_log(job).info("job cancelled", reason=reason)
     return job

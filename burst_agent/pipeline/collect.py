@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,11 @@ def _download(ctx: Context, job: JobRecord, files: list[dict[str, Any]]) -> Stag
             failpoints.hit("download.midway")
 
     def download(item: OutputItem, dest: Path) -> None:
-        ctx.client.download_file(
+        started = time.monotonic()
+        result = ctx.client.download_file(
             item.file_id, dest, expected_md5=item.md5, expected_size=item.size or None, progress=progress
         )
+        ctx.metrics.transferred("download", result.size - result.resumed_from, time.monotonic() - started)
 
     report = download_all(
         selection.items,
@@ -93,17 +96,18 @@ def _download(ctx: Context, job: JobRecord, files: list[dict[str, Any]]) -> Stag
     return report
 
 
-def _final(job: JobRecord, exit_code: int | None) -> tuple[JobState, str | None]:
+def _final(job: JobRecord, exit_code: int | None) -> tuple[JobState, str | None, str | None]:
+    """(final state, reason, failure class for metrics)."""
     if job.cancel_requested_at is not None:
-        return JobState.CANCELLED, "cancelled on request"
+        return JobState.CANCELLED, "cancelled on request", None
     hidden = failure_reason(job.remote_status_reason)
     if hidden:
-        return JobState.FAILED, f"Rescale: {hidden}"
+        return JobState.FAILED, f"Rescale: {hidden}", "remote"
     if exit_code is None:
-        return JobState.FAILED, "no exit code came back: the script did not run to its end"
+        return JobState.FAILED, "no exit code came back: the script did not run to its end", "remote"
     if exit_code != 0:
-        return JobState.FAILED, f"the script exited with code {exit_code}"
-    return JobState.DONE, None
+        return JobState.FAILED, f"the script exited with code {exit_code}", "exit_code"
+    return JobState.DONE, None, None
 
 
 def collect(ctx: Context, job: JobRecord) -> JobRecord:
@@ -118,16 +122,16 @@ def collect(ctx: Context, job: JobRecord) -> JobRecord:
     report = _download(ctx, job, files) if pull else StageOutReport()
     for problem in report.refused:
         log.warning("output refused", path=problem.path, reason=problem.reason)
-        append_log(job.stdout_path, f"burst-agent: output {problem.path!r} refused: {problem.reason}\n".encode())
+        note = f"burst-agent: output {problem.path!r} refused: {problem.reason}\n"
+        append_log(job.stdout_path, note.encode())
     if report.failed:
         raise StageOutIncomplete("; ".join(f"{p.path}: {p.reason}" for p in report.failed))
-    state, reason = _final(job, exit_code)
+    state, reason, reason_class = _final(job, exit_code)
     if report.refused:
         refused = ", ".join(p.path for p in report.refused)
         reason = f"{reason + '; ' if reason else ''}outputs refused (unsafe paths): {refused}"
-    job = ctx.store.transition(
-        job.id, state, reason or "outputs collected", exit_code=exit_code, failure_reason=reason
-    )
+    job = ctx.finish(job, state, reason or "outputs collected", reason_class=reason_class,
+                     exit_code=exit_code, failure_reason=reason)
     log.info("job finished", state=state.value, exit_code=exit_code, outputs=len(report.done),
              unchanged=len(report.unchanged), refused=len(report.refused))
     ctx.spool.retire(job.entry)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burst_agent.config import Config
+from burst_agent.lifecycle import JobState
+from burst_agent.metrics import Metrics
 from burst_agent.model import Coretype
 from burst_agent.rescale.client import RescaleClient
 from burst_agent.spool import Spool
@@ -57,6 +59,16 @@ class Context:
     catalogue: Catalogue
     log: Any
     clock: Callable[[], float] = time.time
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def finish(
+        self, job: JobRecord, state: JobState, reason: str, *, reason_class: str | None = None, **fields: Any
+    ) -> JobRecord:
+        """The one way a job ends: the final transition and its metrics (failure class, see metrics)."""
+        failed_from = job.state
+        job = self.store.transition(job.id, state, reason, **fields)
+        self.metrics.job_finished(state, reason_class, failed_from=failed_from)
+        return job
 
     def job_log(self, job: JobRecord) -> Any:
         """A logger carrying the job's ids on every line."""
@@ -74,8 +86,13 @@ def build_context(config: Config, *, log: Any | None = None, **client_options: A
     token = load_token(TokenSource(credential_name=api.token_credential, file=api.token_file,
                                    env_var=api.token_env))
     register_secret(token.reveal())
-    client = RescaleClient.from_config(api, token, **client_options)
+    metrics = Metrics(per_user_labels=config.metrics.per_user_labels)
+    client = RescaleClient.from_config(api, token, on_request=metrics.observe_request, **client_options)
     store = JobStore(config.agent.state_db)
     spool = Spool(config.agent.spool_dir).ensure()
+    metrics.watch_budgets(client.budgets)
+    metrics.watch_store(store)
+    metrics.watch_spool(lambda: len(spool.list_incoming()))
     return Context(config=config, client=client, store=store, spool=spool,
-                   catalogue=Catalogue(fetch=client.list_coretypes), log=log or get_logger())
+                   catalogue=Catalogue(fetch=client.list_coretypes), log=log or get_logger(),
+                   metrics=metrics)

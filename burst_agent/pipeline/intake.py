@@ -102,7 +102,7 @@ def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
         reason = exc.render(job.entry) if isinstance(exc, TranslateError) else exc.reason
         ctx.spool.quarantine(job.entry, reason)
         log.warning("job rejected", reason=reason)
-        return ctx.store.transition(job.id, JobState.FAILED, reason, failure_reason=reason)
+        return ctx.finish(job, JobState.FAILED, reason, reason_class="translate", failure_reason=reason)
     for warning in result.warnings:
         log.warning("script warning", detail=warning.render(job.entry))
     body = dict(result.body)

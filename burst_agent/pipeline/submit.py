@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,7 +19,14 @@ from burst_agent.store import JobRecord
 
 
 class PermanentJobError(Exception):
-    """The job cannot go on (bad inputs, a body Rescale refuses): it fails with this reason."""
+    """The job cannot go on (bad inputs, a body Rescale refuses): it fails with this reason.
+
+    `stage` is the failure class metrics count it under (stage_in, create, ...).
+    """
+
+    def __init__(self, message: str, *, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
 
 
 def _plan(ctx: Context, job: JobRecord, script_file: Path) -> InputPlan:
@@ -34,7 +42,7 @@ def _plan(ctx: Context, job: JobRecord, script_file: Path) -> InputPlan:
                 max_files=staging.max_input_files,
             )
         except (InputSelectionError, OSError) as exc:
-            raise PermanentJobError(f"inputs: {exc}") from exc
+            raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
     members = [m for m in plan.bundle_members if str(m.rel) not in CONTROL_FILES]
     script = InputFile(PurePosixPath(SCRIPT_NAME), script_file, script_file.stat().st_size)
     return replace(plan, bundle_members=[script, *members])
@@ -56,7 +64,10 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
             if done and total and done < total:
                 failpoints.hit("upload.midway")
 
-        return str(ctx.client.upload_file(path, name=name, progress=progress)["id"])
+        started = time.monotonic()
+        file_id = str(ctx.client.upload_file(path, name=name, progress=progress)["id"])
+        ctx.metrics.transferred("upload", path.stat().st_size, time.monotonic() - started)
+        return file_id
 
     with tempfile.TemporaryDirectory(prefix="burst-stage-", dir=ctx.spool.tmp) as tmp:
         script_file = Path(tmp) / SCRIPT_NAME
@@ -114,7 +125,7 @@ def create(ctx: Context, job: JobRecord) -> JobRecord:
     try:
         remote = ctx.client.create_job(body)
     except ValidationError as exc:
-        raise PermanentJobError(f"Rescale refused the job: {exc}") from exc
+        raise PermanentJobError(f"Rescale refused the job: {exc}", stage="create") from exc
     failpoints.hit("create.before_persist")
     job = ctx.store.transition(job.id, JobState.CREATED, "created", remote_job_id=str(remote["id"]))
     ctx.job_log(job).info("remote job created")
@@ -145,5 +156,6 @@ def tag_assign_submit(ctx: Context, job: JobRecord) -> JobRecord:
             if not _already_submitted(ctx, job):
                 raise
     job = ctx.store.transition(job.id, JobState.SUBMITTED, "submitted")
+    ctx.metrics.job_submitted()
     ctx.job_log(job).info("remote job submitted")
     return job

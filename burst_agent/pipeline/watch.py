@@ -53,7 +53,12 @@ def _apply(
     fields.update(extra or {})
     log = ctx.job_log(job)
     if target is not None and target is not job.state and is_allowed(job.state, target):
-        ctx.store.transition(job.id, target, f"remote {status}" + (f": {reason}" if reason else ""), **fields)
+        moved = ctx.store.transition(
+            job.id, target, f"remote {status}" + (f": {reason}" if reason else ""), **fields
+        )
+        if target is JobState.STAGING_OUT:
+            ctx.metrics.job_started_remotely(moved)
+            ctx.metrics.job_ran(moved)
         log.info("remote status", status=status, reason=reason, cluster=cluster, state=target.value)
     elif status != job.remote_status:
         ctx.store.update(job.id, **fields)

@@ -48,6 +48,7 @@ class AgentRig:
                     "backoff_max_s": 0.5},
             "agent": {"spool_dir": str(self.root / "spool"), "state_db": str(self.root / "state.db"),
                       "poll_interval_s": 5, "cluster_name": "test", **self.extra_config.get("agent", {})},
+            "metrics": {"listen_port": 0},
             **{k: v for k, v in self.extra_config.items() if k != "agent"},
         }
         self.config_path = self.root / "agent.yaml"

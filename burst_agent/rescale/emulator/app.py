@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from burst_agent.rescale.emulator import files_api, jobs_api
+from burst_agent.rescale.emulator import billing, files_api, jobs_api
 from burst_agent.rescale.emulator.context import Context
 from burst_agent.rescale.emulator.faults import FaultInjector
 from burst_agent.rescale.emulator.http import ApiError, error_response, json_body, json_response, paginate
@@ -72,6 +72,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...], View, bool], ...] = (
     (f"{API}/files/<file_id>/lines/", ("GET",), files_api.file_lines, True),
     (f"{API}/files/<file_id>/tags/", ("GET", "POST", "DELETE"), files_api.file_tags, True),
     (f"{API}/users/me/projects/", ("GET",), jobs_api.projects, True),
+    (f"{API}/billing/computeprices/", ("GET",), billing.compute_prices, True),
     (
         f"{API}/organizations/<org>/jobs/<job_id>/project-assignment/",
         ("GET", "POST"),

@@ -1,0 +1,531 @@
+"""`burst-agent doctor`: the operator's checklist, a table of (name, check); all effects go through Host."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import stat
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from burst_agent.commands.common import DEFAULT_CONFIG
+from burst_agent.config import ApiConfig, Config, ConfigError, env_override_paths, load_config
+from burst_agent.model import CatalogueError, Coretype
+from burst_agent.rescale.errors import (
+    AuthenticationError,
+    RateLimitedError,
+    RescaleError,
+    ServerError,
+    TransientError,
+)
+from burst_agent.secret import Token, TokenError, TokenSource, load_token
+from burst_agent.spool import DIR_MODES
+from burst_agent.textable import render
+
+Status = Literal["ok", "warning", "failed"]
+API_CONNECT_TIMEOUT_S = 5.0
+API_READ_TIMEOUT_S = 15.0
+COMMAND_TIMEOUT_S = 10.0
+METRICS_TIMEOUT_S = 3.0
+SLURM_UP_STATES = frozenset({"idle", "mixed", "allocated", "completing", "planned"})
+TOKEN_FIX = (
+    "put the token in a root-owned 0600 file and set LoadCredential={cred}:<file> in the unit, or set "
+    "api.token_file; outside systemd $CREDENTIALS_DIRECTORY is unset, so run doctor with api.token_file set"
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the checklist: `fix` says what to do when the status is not ok."""
+
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def ok(detail: str) -> Result:
+    return Result("ok", detail)
+
+
+def warning(detail: str, fix: str) -> Result:
+    return Result("warning", detail, fix)
+
+
+def failed(detail: str, fix: str) -> Result:
+    return Result("failed", detail, fix)
+
+
+def skipped(reason: str) -> Result:
+    return warning(f"skipped: {reason}", "fix the failed checks above, then run doctor again")
+
+
+# -- the host: every external effect, replaceable by fakes in tests -------------------------------------
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a command did; returncode None means it did not run to the end (missing, timed out)."""
+
+    returncode: int | None
+    stdout: str = ""
+    stderr: str = ""
+
+
+def run_command(argv: Sequence[str], timeout: float) -> Completed:
+    """Run argv (never through a shell) with a timeout and the C locale."""
+    try:
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+    except subprocess.TimeoutExpired:
+        return Completed(None, "", f"timed out after {timeout:g} s")
+    except OSError as exc:
+        return Completed(None, "", exc.strerror or str(exc))
+    return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def bind_error(host: str, port: int) -> OSError | None:
+    """None if a listener could bind host:port now, else the error bind() gave."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def http_get(url: str, timeout: float) -> str:
+    import requests
+
+    response = requests.get(url, timeout=timeout)
+    response.raise_for_status()
+    return response.text
+
+
+def make_client(api: ApiConfig, token: Token) -> Any:
+    """A client with short timeouts and no retries: doctor reports, it does not wait."""
+    from burst_agent.rescale.client import RescaleClient
+    from burst_agent.rescale.retry import RetryPolicy
+
+    quick = dataclasses.replace(
+        api, connect_timeout_s=min(api.connect_timeout_s, API_CONNECT_TIMEOUT_S),
+        read_timeout_s=min(api.read_timeout_s, API_READ_TIMEOUT_S),
+    )
+    return RescaleClient.from_config(quick, token, retry=RetryPolicy(max_retries=0))
+
+
+def is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+@dataclass
+class Host:
+    """The outside world as doctor sees it."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    which: Callable[[str], str | None] = shutil.which
+    run: Callable[[Sequence[str], float], Completed] = run_command
+    make_client: Callable[[ApiConfig, Token], Any] = make_client
+    bind_error: Callable[[str, int], OSError | None] = bind_error
+    http_get: Callable[[str, float], str] = http_get
+    is_executable: Callable[[Path], bool] = is_executable
+
+
+@dataclass
+class Context:
+    """What the checks learn, in table order, for the checks after them."""
+
+    config_path: Path | None
+    host: Host = field(default_factory=Host)
+    config: Config | None = None
+    token: Token | None = None
+    coretypes: list[dict[str, Any]] | None = None
+    slurm_config: dict[str, str] | None = None
+    lua_settings: dict[str, str] | None = None
+
+
+# -- token lookup, shared with `config check` -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenLookup:
+    """The token (or None) and where it was found, or why not; never the token's text."""
+
+    token: Token | None
+    where: str = ""
+    error: str = ""
+
+    def describe(self) -> str:
+        return f"found in {self.where}" if self.token is not None else f"not found: {self.error}"
+
+
+def find_token(api: ApiConfig, environ: Mapping[str, str]) -> TokenLookup:
+    """load_token() with the config's sources, plus where the token came from (same lookup order)."""
+    source = TokenSource(api.token_credential, api.token_file, api.token_env)
+    try:
+        token = load_token(source, dict(environ))
+    except TokenError as exc:
+        return TokenLookup(None, error=str(exc))
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / source.credential_name).is_file():
+        return TokenLookup(token, f"systemd credential {Path(cred_dir) / source.credential_name}")
+    if source.file is not None:
+        return TokenLookup(token, f"file {source.file} (mode {stat.S_IMODE(source.file.stat().st_mode):04o})")
+    return TokenLookup(token, f"environment variable {source.env_var}")
+
+
+# -- the checks -------------------------------------------------------------------------------------------
+
+
+def check_config(ctx: Context) -> Result:
+    path = ctx.config_path
+    try:
+        ctx.config = load_config(path, ctx.host.environ)
+    except ConfigError as exc:
+        return failed(str(exc), f"fix the key named, then: burst-agent config check {path or 'FILE'}")
+    overrides = env_override_paths(ctx.host.environ)
+    env = f"; environment overrides: {', '.join(overrides.values())}" if overrides else ""
+    if path is None:
+        return warning(
+            f"no config file: built-in defaults{env}",
+            f"create {DEFAULT_CONFIG} from config/burst-agent.example.yaml, or pass --config FILE",
+        )
+    return ok(f"{path} is valid{env}")
+
+
+def check_token(ctx: Context) -> Result:
+    if ctx.config is None:
+        return skipped("no valid config")
+    api = ctx.config.api
+    lookup = find_token(api, ctx.host.environ)
+    ctx.token = lookup.token
+    if lookup.token is None:
+        return failed(lookup.error, TOKEN_FIX.format(cred=api.token_credential))
+    if lookup.where.startswith("environment"):
+        return warning(
+            f"found in {lookup.where}",
+            f"the environment of a service is readable through systemctl show and /proc: prefer "
+            f"LoadCredential={api.token_credential}:<file> (or api.token_file, mode 0600)",
+        )
+    return ok(f"found in {lookup.where}")
+
+
+# Most specific first: (error class, HTTP status or None for any, status, detail prefix, fix).
+API_FAILURES: tuple[tuple[type[RescaleError], int | None, Status, str, str], ...] = (
+    (AuthenticationError, 401, "failed", "token rejected",
+     "the token is wrong, expired or revoked: create an API key in Rescale (Settings > API) and store it"),
+    (AuthenticationError, None, "failed", "token lacks permission",
+     "the key's user needs access to the API (ask your Rescale admin)"),
+    (RateLimitedError, None, "warning", "rate limited (the API answered)",
+     "another client uses the same key heavily; try again later"),
+    (ServerError, None, "failed", "server error", "Rescale (or the proxy in between) failed: retry later"),
+    (TransientError, None, "failed", "unreachable",
+     "check api.platform / api.base_url, DNS, the proxy (HTTPS_PROXY) and the firewall"),
+)
+API_OTHER = ("failed", "unexpected answer", "check that api.base_url points at the Rescale API")
+
+
+def _api_failure(exc: RescaleError, url: str) -> Result:
+    matches = (row[2:] for row in API_FAILURES if isinstance(exc, row[0]) and row[1] in (None, exc.status))
+    outcome, what, fix = next(matches, API_OTHER)
+    return Result(outcome, f"{url}: {what}: {' '.join(str(exc).split())}", fix)
+
+
+def check_api(ctx: Context) -> Result:
+    if ctx.config is None or ctx.token is None:
+        return skipped("no config or no token")
+    url = ctx.config.api.url
+    try:
+        with ctx.host.make_client(ctx.config.api, ctx.token) as client:
+            ctx.coretypes = client.list_coretypes()
+    except RescaleError as exc:
+        return _api_failure(exc, url)
+    except ValueError as exc:  # the client refuses a malformed base URL
+        return failed(f"{url}: {exc}", "fix api.base_url")
+    return ok(f"{url}: authenticated (GET /api/v2/coretypes/)")
+
+
+def _referenced_coretypes(config: Config) -> dict[str, str]:
+    """Key path -> coretype code, for every coretype the translate section names."""
+    t = config.translate
+    named = {} if t.coretype == "auto" else {"translate.coretype": t.coretype}
+    named.update({f"translate.rules[{i}].coretype": r.coretype for i, r in enumerate(t.rules)})
+    named.update({f"translate.gpu_coretypes.{code}": code for code in t.gpu_coretypes})
+    return named
+
+
+def check_catalogue(ctx: Context) -> Result:
+    if ctx.config is None or ctx.coretypes is None:
+        return skipped("the API check did not pass")
+    try:
+        catalogue = {ct.code: ct for ct in map(Coretype.from_api, ctx.coretypes)}
+    except CatalogueError as exc:
+        return failed(f"malformed catalogue: {exc}", "check api.base_url points at the Rescale API")
+    if not catalogue:
+        return failed("the catalogue is empty", "the key's user can see no coretypes: ask your Rescale admin")
+    deprecated = sum(ct.is_deprecated for ct in catalogue.values())
+    detail = f"{len(catalogue)} coretypes, {deprecated} deprecated"
+    named = _referenced_coretypes(ctx.config)
+    unknown = [f"{key} {code!r}" for key, code in named.items() if code not in catalogue]
+    if unknown:
+        return failed(f"{detail}; not in the catalogue: {', '.join(unknown)}",
+                      "use a code that `burst-agent coretypes` lists")
+    old = [f"{key} {code!r}" for key, code in named.items() if catalogue[code].is_deprecated]
+    if old:
+        return warning(f"{detail}; deprecated: {', '.join(old)}",
+                       "pick a current coretype (burst-agent coretypes)")
+    return ok(detail)
+
+
+def check_spool(ctx: Context) -> Result:
+    if ctx.config is None:
+        return skipped("no valid config")
+    root = ctx.config.agent.spool_dir
+    if not root.is_dir():
+        return failed(f"{root} does not exist",
+                      f"install -d -o burst-agent -g burst-agent -m 0755 {root} (the unit's ReadWritePaths "
+                      "needs it); the agent creates the subdirectories")
+    missing, wrong, unwritable = [], [], []
+    for sub, mode in DIR_MODES.items():
+        path = root / sub
+        try:
+            actual = stat.S_IMODE(path.lstat().st_mode)
+        except FileNotFoundError:
+            missing.append(sub)
+            continue
+        if actual != mode:
+            wrong.append((path, actual, mode))
+        elif not os.access(path, os.W_OK | os.X_OK):
+            unwritable.append(sub)
+    if wrong:
+        return failed(", ".join(f"{p.name} is {a:04o}, expected {m:04o}" for p, a, m in wrong),
+                      "; ".join(f"chmod {m:04o} {p}" for p, _, m in wrong))
+    if unwritable:
+        return failed(f"not writable by uid {os.geteuid()}: {', '.join(unwritable)}",
+                      f"run doctor as the agent's user, or: chown -R burst-agent:burst-agent {root}")
+    if missing:
+        return warning(f"{root}: missing {', '.join(missing)}", "the agent creates them at start")
+    return ok(f"{root}: layout and modes as expected, writable")
+
+
+def _probe_db(path: Path) -> Result:
+    from burst_agent.store import MIGRATIONS
+
+    # Run as root, SQLite gives the -wal/-shm files it creates the database file's owner.
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=2, isolation_level=None)
+    try:
+        journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute("BEGIN IMMEDIATE")  # takes the write lock, changes nothing
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    if version > len(MIGRATIONS):
+        return failed(f"{path}: schema v{version} is newer than this burst-agent (v{len(MIGRATIONS)})",
+                      "upgrade burst-agent")
+    if journal != "wal":
+        return warning(f"{path}: journal mode {journal}, not WAL",
+                       "the agent switches it to WAL when it opens it")
+    return ok(f"{path}: WAL, schema v{version}, writable")
+
+
+def check_state_db(ctx: Context) -> Result:
+    if ctx.config is None:
+        return skipped("no valid config")
+    path = ctx.config.agent.state_db
+    if not path.exists():
+        parent = path.parent
+        if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+            return ok(f"{path} absent; the agent creates it at start")
+        return failed(f"{path} absent and {parent} is not a writable directory",
+                      f"install -d -o burst-agent -g burst-agent -m 0750 {parent}")
+    try:
+        return _probe_db(path)
+    except sqlite3.Error as exc:
+        return failed(f"{path}: {exc}",
+                      "run doctor as the agent's user; keep the state DB on a local filesystem")
+
+
+def check_metrics(ctx: Context) -> Result:
+    if ctx.config is None:
+        return skipped("no valid config")
+    m = ctx.config.metrics
+    if not m.enabled:
+        return ok("disabled (metrics.enabled: false)")
+    if m.listen_port == 0:
+        return ok("listen_port 0: the agent picks a free port at start")
+    host = f"[{m.listen_host}]" if ":" in m.listen_host else m.listen_host
+    where = f"{host}:{m.listen_port}"
+    error = ctx.host.bind_error(m.listen_host, m.listen_port)
+    if error is None:
+        return ok(f"{where} is free")
+    if error.errno != errno.EADDRINUSE:
+        return failed(f"cannot listen on {where}: {error.strerror or error}",
+                      "metrics.listen_host must be an address of this host")
+    try:
+        text = ctx.host.http_get(f"http://{where}/metrics", METRICS_TIMEOUT_S)
+    except Exception:  # any failure to read it means it is not our endpoint
+        text = ""
+    found = re.search(r'^burst_agent_build_info\{[^}]*version="([^"]*)"', text, re.MULTILINE)
+    if found:
+        return ok(f"{where} is served by a running burst-agent {found.group(1)}")
+    return failed(f"{where} is in use by another program",
+                  f"change metrics.listen_port, or find the program: ss -ltnp 'sport = :{m.listen_port}'")
+
+
+# -- Slurm ------------------------------------------------------------------------------------------------
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no output")
+
+
+def _lua_path(ctx: Context) -> Path:
+    """slurmctld reads job_submit.lua from the directory of slurm.conf."""
+    conf = (ctx.slurm_config or {}).get("SLURM_CONF", "/etc/slurm/slurm.conf")
+    return Path(conf).parent / "job_submit.lua"
+
+
+def _partitions(ctx: Context) -> list[str]:
+    names = (ctx.lua_settings or {}).get("RESCALE_PARTITIONS", "rescale")
+    return [p.strip() for p in names.split(",") if p.strip()]
+
+
+def check_slurm_plugin(ctx: Context) -> Result:
+    done = ctx.host.run(["scontrol", "show", "config"], COMMAND_TIMEOUT_S)
+    if done.returncode != 0:
+        return failed(f"scontrol show config: {_first_line(done.stderr)}",
+                      "is slurmctld running? systemctl status slurmctld")
+    pairs = (line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    ctx.slurm_config = {k.strip(): v.strip() for k, v in pairs}
+    plugins = ctx.slurm_config.get("JobSubmitPlugins", "(null)")
+    if any(p.strip().endswith("lua") for p in plugins.split(",")):
+        return ok(f"JobSubmitPlugins = {plugins}")
+    return failed(f"JobSubmitPlugins = {plugins}: lua is not among them",
+                  "add JobSubmitPlugins=lua to slurm.conf (deploy/slurm/slurm.conf.snippet), "
+                  "then restart slurmctld")
+
+
+def check_slurm_lua(ctx: Context) -> Result:
+    path = _lua_path(ctx)
+    install = f"install -m 0644 deploy/slurm/job_submit.lua {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return failed(f"{path}: {getattr(exc, 'strerror', None) or exc}", install)
+    if "burst-agent" not in text:
+        return failed(f"{path} is not burst-agent's plugin", f"merge it with burst-agent's: {install}")
+    ctx.lua_settings = dict(re.findall(r'^local\s+(\w+)\s*=\s*"([^"]*)"', text, re.MULTILINE))
+    return ok(f"{path}: burst-agent plugin, partitions {','.join(_partitions(ctx))}")
+
+
+def check_slurm_partition(ctx: Context) -> Result:
+    states = []
+    for name in _partitions(ctx):
+        done = ctx.host.run(["scontrol", "show", "partition", name], COMMAND_TIMEOUT_S)
+        if done.returncode != 0:
+            return failed(f"partition {name}: {_first_line(done.stderr)}",
+                          "add the PartitionName line of deploy/slurm/slurm.conf.snippet, "
+                          "then scontrol reconfigure")
+        found = re.search(r"\bState=(\S+)", done.stdout)
+        states.append((name, found.group(1) if found else "unknown"))
+    down = [f"{name} State={state}" for name, state in states if state != "UP"]
+    if down:
+        fix = "; ".join(f"scontrol update PartitionName={n} State=UP" for n, s in states if s != "UP")
+        return failed(", ".join(down), fix)
+    return ok(", ".join(f"{name} State=UP" for name, _ in states))
+
+
+def check_slurm_nodes(ctx: Context) -> Result:
+    rows = []
+    for name in _partitions(ctx):
+        done = ctx.host.run(["sinfo", "-p", name, "-h", "-o", "%T"], COMMAND_TIMEOUT_S)
+        if done.returncode != 0:
+            return failed(f"sinfo -p {name}: {_first_line(done.stderr)}", "is slurmctld running?")
+        rows += done.stdout.split()
+    up = [s for s in rows if s in SLURM_UP_STATES]
+    fix = "check slurmd on the proxy nodes (sinfo -R), then scontrol update NodeName=<node> State=RESUME"
+    if not rows:
+        return failed("no proxy nodes in the partition", "add the proxy NodeName line (slurm.conf.snippet)")
+    if not up:
+        return failed(f"no proxy node is up: {', '.join(rows)}", fix)
+    if len(up) < len(rows):
+        return warning(f"{len(up)} of {len(rows)} proxy nodes up: {', '.join(rows)}", fix)
+    return ok(f"{len(rows)} proxy node(s) up: {', '.join(rows)}")
+
+
+def check_slurm_relay(ctx: Context) -> Result:
+    if ctx.lua_settings is None:
+        return skipped("job_submit.lua not readable")
+    path = Path(ctx.lua_settings.get("BURST_AGENT", "/usr/local/bin/burst-agent"))
+    if ctx.host.is_executable(path):
+        return ok(f"{path} is executable")
+    return failed(f"{path} (BURST_AGENT in job_submit.lua) is not an executable on this host",
+                  f"install burst-agent as {path} on every proxy node, or set BURST_AGENT in job_submit.lua")
+
+
+def no_slurm(ctx: Context) -> Result:
+    return ok("skipped: no Slurm on this host (no scontrol in PATH)")
+
+
+Check = Callable[[Context], Result]
+# In order: later checks read what earlier ones left in the Context.
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("config", check_config),
+    ("token", check_token),
+    ("api", check_api),
+    ("catalogue", check_catalogue),
+    ("spool", check_spool),
+    ("state db", check_state_db),
+    ("metrics", check_metrics),
+)
+SLURM_CHECKS: tuple[tuple[str, Check], ...] = (
+    ("slurm plugin", check_slurm_plugin),
+    ("slurm job_submit.lua", check_slurm_lua),
+    ("slurm partition", check_slurm_partition),
+    ("slurm nodes", check_slurm_nodes),
+    ("slurm relay", check_slurm_relay),
+)
+
+
+def checks_for(host: Host) -> tuple[tuple[str, Check], ...]:
+    return CHECKS + (SLURM_CHECKS if host.which("scontrol") else (("slurm", no_slurm),))
+
+
+def run_checks(ctx: Context) -> list[tuple[str, Result]]:
+    """Every check in order; one that crashes is reported as failed and the rest still run."""
+    results = []
+    for name, check in checks_for(ctx.host):
+        try:
+            result = check(ctx)
+        except Exception as exc:  # a broken check must not hide the others
+            result = failed(f"check crashed: {type(exc).__name__}: {exc}", "report this as a burst-agent bug")
+        results.append((name, result))
+    return results
+
+
+def render_report(results: Sequence[tuple[str, Result]]) -> str:
+    """CHECK  RESULT  DETAIL table; a FIX line, aligned with DETAIL, under each warning or failure."""
+    lines = render(("CHECK", "RESULT", "DETAIL"), [(n, r.status, r.detail) for n, r in results]).splitlines()
+    indent = " " * lines[0].index("DETAIL")
+    out = [lines[0]]
+    for line, (_, result) in zip(lines[1:], results, strict=True):
+        out.append(line)
+        if result.status != "ok" and result.fix:
+            out.append(f"{indent}FIX: {result.fix}")
+    return "\n".join(out)
+
+
+def exit_code(results: Sequence[tuple[str, Result]]) -> int:
+    return 1 if any(r.status == "failed" for _, r in results) else 0
