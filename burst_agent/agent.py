@@ -21,8 +21,10 @@ from burst_agent.pipeline.advance import ACTIONABLE, advance
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.intake import intake
 from burst_agent.pipeline.logtail import LogTailer
+from burst_agent.pipeline.orphans import OrphanCheck
 from burst_agent.pipeline.submit import PermanentJobError
 from burst_agent.pipeline.watch import poll
+from burst_agent.relayserver import RelayServer
 from burst_agent.rescale.errors import RateLimitedError
 from burst_agent.sdnotify import Notifier
 from burst_agent.spool import SpoolWatcher
@@ -30,6 +32,7 @@ from burst_agent.spool import SpoolWatcher
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
 STOP_WAIT_S = 10.0
+ORPHAN_CHECK_S = 30.0
 
 
 @dataclass
@@ -93,6 +96,8 @@ class Agent:
         self._reload_requested = threading.Event()
         self.heartbeats: dict[str, float] = {}
         self.metrics_server: Any = None
+        self.relay_server = RelayServer(ctx)
+        self.orphans = OrphanCheck(self.relay_server.last_seen)
         self.stopping = threading.Event()
         self.inflight = InFlight()
         self.backoff = Backoff()
@@ -171,6 +176,13 @@ class Agent:
     def tail_cycle(self) -> None:
         self.tailer.cycle(self.ctx, claim=self.inflight)
 
+    def orphan_cycle(self) -> None:
+        try:
+            if self.orphans.cycle(self.ctx):
+                self.dispatch()
+        except Exception as exc:
+            self.ctx.log.warning("orphan check failed", error=str(exc))
+
     def healthy(self) -> bool:
         """The intake loop and the poll loop both ran recently (they may fail; they must not hang)."""
         now, cfg = time.monotonic(), self.ctx.config.agent
@@ -220,6 +232,7 @@ class Agent:
         self._scheduler.add_job(self.poll_cycle, "interval", seconds=cfg.poll_interval_s, id="poll",
                                 next_run_time=datetime.now(UTC))
         self._scheduler.add_job(self.tail_cycle, "interval", seconds=cfg.log_tail_interval_s, id="tail")
+        self._scheduler.add_job(self.orphan_cycle, "interval", seconds=ORPHAN_CHECK_S, id="orphans")
         interval = self.notifier.watchdog_interval()
         if interval:
             self._scheduler.add_job(self.watchdog_cycle, "interval", seconds=interval / 2, id="watchdog")
@@ -229,6 +242,7 @@ class Agent:
             self.metrics_server = serve(self.ctx.metrics, metrics_cfg.listen_host, metrics_cfg.listen_port)
             self.ctx.log.info("metrics endpoint up", host=metrics_cfg.listen_host,
                               port=self.metrics_server.port)
+        self.relay_server.start()
         self.notifier.ready("state recovered; serving")
         if self._on_ready:
             self._on_ready()
@@ -254,6 +268,7 @@ class Agent:
             time.sleep(0.05)
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        self.relay_server.stop()
         self.ctx.log.info("agent stopped", abandoned_in_flight=len(self.inflight))
 
     def stop(self, *_args: Any) -> None:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "start the emulator and run the example jobs end to end"),
     "run": ("run", "the daemon: take jobs from the spool, run them on Rescale, bring outputs back"),
     "status": ("status", "the agent's jobs: state, hardware, age, estimated cost"),
+    "relay": ("relay", "inside a Slurm/PBS job, as the user: hand the job to the agent and mirror it"),
     "cancel": ("cancel", "stop a job (its remote job is stopped, outputs so far still come back)"),
     "config": ("config", "check a config file and show the effective config (`config check FILE`)"),
     "doctor": ("doctor", "check the installation: config, token, API, spool, state DB, metrics, Slurm"),

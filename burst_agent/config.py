@@ -120,6 +120,8 @@ class AgentConfig:
     workers: int = _range(1, 64, default=4)
     stop_grace_s: float = _range(0, 86400, default=120.0)
     log_tail_interval_s: float = _range(1, 3600, default=10.0)
+    # A relay silent this long is checked against the scheduler; a vanished job is stopped remotely.
+    relay_grace_s: float = _range(10, 86400, default=120.0)
     # Slurm account / PBS project -> Rescale project id
     projects: dict[str, str] = field(default_factory=dict)
     organization: str | None = None  # Rescale organization code; needed to assign projects

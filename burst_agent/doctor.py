@@ -165,6 +165,7 @@ class TokenLookup:
     token: Token | None
     where: str = ""
     error: str = ""
+    kind: Literal["credential", "file", "env", ""] = ""
 
     def describe(self) -> str:
         return f"found in {self.where}" if self.token is not None else f"not found: {self.error}"
@@ -178,11 +179,13 @@ def find_token(api: ApiConfig, environ: Mapping[str, str]) -> TokenLookup:
     except TokenError as exc:
         return TokenLookup(None, error=str(exc))
     cred_dir = environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / source.credential_name).is_file():
-        return TokenLookup(token, f"systemd credential {Path(cred_dir) / source.credential_name}")
+    credential = Path(cred_dir) / source.credential_name if cred_dir else None
+    if credential is not None and credential.is_file():
+        return TokenLookup(token, f"systemd credential {credential}", kind="credential")
     if source.file is not None:
-        return TokenLookup(token, f"file {source.file} (mode {stat.S_IMODE(source.file.stat().st_mode):04o})")
-    return TokenLookup(token, f"environment variable {source.env_var}")
+        mode = stat.S_IMODE(source.file.stat().st_mode)
+        return TokenLookup(token, f"file {source.file} (mode {mode:04o})", kind="file")
+    return TokenLookup(token, f"environment variable {source.env_var}", kind="env")
 
 
 # -- the checks -------------------------------------------------------------------------------------------
@@ -212,7 +215,7 @@ def check_token(ctx: Context) -> Result:
     ctx.token = lookup.token
     if lookup.token is None:
         return failed(lookup.error, TOKEN_FIX.format(cred=api.token_credential))
-    if lookup.where.startswith("environment"):
+    if lookup.kind == "env":
         return warning(
             f"found in {lookup.where}",
             f"the environment of a service is readable through systemctl show and /proc: prefer "
@@ -256,12 +259,11 @@ def check_api(ctx: Context) -> Result:
     return ok(f"{url}: authenticated (GET /api/v2/coretypes/)")
 
 
-def _referenced_coretypes(config: Config) -> dict[str, str]:
-    """Key path -> coretype code, for every coretype the translate section names."""
+def _pinned_coretypes(config: Config) -> dict[str, str]:
+    """Key path -> coretype code, for every coretype a job can be pinned to."""
     t = config.translate
     named = {} if t.coretype == "auto" else {"translate.coretype": t.coretype}
     named.update({f"translate.rules[{i}].coretype": r.coretype for i, r in enumerate(t.rules)})
-    named.update({f"translate.gpu_coretypes.{code}": code for code in t.gpu_coretypes})
     return named
 
 
@@ -274,17 +276,18 @@ def check_catalogue(ctx: Context) -> Result:
         return failed(f"malformed catalogue: {exc}", "check api.base_url points at the Rescale API")
     if not catalogue:
         return failed("the catalogue is empty", "the key's user can see no coretypes: ask your Rescale admin")
-    deprecated = sum(ct.is_deprecated for ct in catalogue.values())
-    detail = f"{len(catalogue)} coretypes, {deprecated} deprecated"
-    named = _referenced_coretypes(ctx.config)
-    unknown = [f"{key} {code!r}" for key, code in named.items() if code not in catalogue]
-    if unknown:
-        return failed(f"{detail}; not in the catalogue: {', '.join(unknown)}",
-                      "use a code that `burst-agent coretypes` lists")
-    old = [f"{key} {code!r}" for key, code in named.items() if catalogue[code].is_deprecated]
-    if old:
-        return warning(f"{detail}; deprecated: {', '.join(old)}",
-                       "pick a current coretype (burst-agent coretypes)")
+    detail = f"{len(catalogue)} coretypes, {sum(ct.is_deprecated for ct in catalogue.values())} deprecated"
+    # translate refuses a job pinned to an unknown or deprecated coretype: that is a failure here too.
+    pinned = _pinned_coretypes(ctx.config)
+    unusable = [f"{key} {code!r} ({'deprecated' if code in catalogue else 'unknown'})"
+                for key, code in pinned.items() if code not in catalogue or catalogue[code].is_deprecated]
+    if unusable:
+        return failed(f"{detail}; unusable: {', '.join(unusable)}",
+                      "use a current code that `burst-agent coretypes` lists")
+    stray = [code for code in ctx.config.translate.gpu_coretypes if code not in catalogue]
+    if stray:
+        return warning(f"{detail}; translate.gpu_coretypes names unknown {', '.join(stray)}",
+                       "remove them or fix the codes (burst-agent coretypes)")
     return ok(detail)
 
 
@@ -346,10 +349,14 @@ def check_state_db(ctx: Context) -> Result:
     path = ctx.config.agent.state_db
     if not path.exists():
         parent = path.parent
+        if not parent.exists():
+            return warning(f"{path} absent, and so is {parent}",
+                           f"the unit's StateDirectory= creates {parent} at start; without systemd: "
+                           f"install -d -o burst-agent -g burst-agent -m 0750 {parent}")
         if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
             return ok(f"{path} absent; the agent creates it at start")
         return failed(f"{path} absent and {parent} is not a writable directory",
-                      f"install -d -o burst-agent -g burst-agent -m 0750 {parent}")
+                      f"chown burst-agent:burst-agent {parent}, or run doctor as the agent's user")
     try:
         return _probe_db(path)
     except sqlite3.Error as exc:

@@ -34,6 +34,7 @@ DIR_MODES: dict[str, int] = {
     "claimed": 0o700,
     "failed": 0o700,
     "results": 0o711,
+    "logs": 0o700,
 }
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -201,6 +202,8 @@ class Spool:
     claimed = property(lambda self: self.root / "claimed")
     failed = property(lambda self: self.root / "failed")
     results = property(lambda self: self.root / "results")
+    logs = property(lambda self: self.root / "logs")
+    socket_path = property(lambda self: self.root / "agent.sock")
     tmp = property(lambda self: self.root / "tmp")
 
     def ensure(self) -> Spool:
@@ -375,6 +378,7 @@ def submit_entry(
     request: dict[str, Any] | None = None,
     *,
     name: str | None = None,
+    build: Callable[[Path], None] | None = None,
 ) -> str:
     """Write a directory entry into tmp/, fsync it, and rename it into incoming/; returns its name.
 
@@ -401,6 +405,8 @@ def submit_entry(
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+        if build is not None:  # e.g. the relay adds its prepared inputs before the entry appears
+            build(staging)
         _fsync_dir(staging)
         rename_noreplace(staging, sp.incoming / name)
     except BaseException:

@@ -11,7 +11,8 @@ from typing import Any
 from burst_agent import failpoints
 from burst_agent.command_wrapper import EXIT_CODE_FILE
 from burst_agent.lifecycle import JobState, failure_reason
-from burst_agent.pipeline.context import CONTROL_FILES, REMOTE_LOG, Context
+from burst_agent.pipeline.context import REMOTE_LOG, Context
+from burst_agent.staging.jobplan import CONTROL_FILES
 from burst_agent.staging.outputs import (
     DEFAULT_SKIP,
     OutputItem,

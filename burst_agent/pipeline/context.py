@@ -19,8 +19,6 @@ from burst_agent.translate import load_catalogue
 
 CATALOGUE_TTL_S = 3600.0
 
-# Files the remote command writes for the agent; never delivered into the user's directory.
-CONTROL_FILES = frozenset({"burst_exit_code", "burst_nodefile", "burst_job_script"})
 REMOTE_LOG = "process_output.log"
 
 

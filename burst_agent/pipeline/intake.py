@@ -22,12 +22,20 @@ def reconcile_key(cluster: str, entry: str) -> str:
     return f"burst-{cluster}-{entry}"
 
 
-def uses_workdir(entry: SpoolEntry) -> bool:
-    """Scheduler entries name their workdir in request.json; plain scripts get results/<name>/.
+def delivery(entry: SpoolEntry) -> str:
+    """How a job's files travel: "plain" (results/<name>/), "direct" or "relay" (the user's workdir).
 
-    A plain script's own `#SBATCH -D` is not trusted as a place to write into.
+    plain: a script with no workdir in request.json (its own `#SBATCH -D` is not trusted as a place
+    to write into). direct: the entry belongs to the agent's own user, who may use the workdir.
+    relay: another user's job; only the relay, running as that user, touches the workdir.
     """
-    return entry.kind == "dir" and bool((entry.request or {}).get("workdir"))
+    if entry.kind != "dir" or not (entry.request or {}).get("workdir"):
+        return "plain"
+    return "direct" if entry.owner_uid == os.geteuid() else "relay"
+
+
+def uses_workdir(entry: SpoolEntry) -> bool:
+    return delivery(entry) == "direct"
 
 
 def output_paths(
@@ -108,12 +116,15 @@ def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
     body = dict(result.body)
     body["name"] = f"{body['name']} [{job.reconcile_key}]"
     account = parsed.request.account
-    results = None if uses_workdir(entry) else Path(str(job.output_dir))
+    mode = delivery(entry)
+    results = None if mode == "direct" else Path(str(job.output_dir))
     paths = output_paths(results, parsed.scheduler, parsed.request, job.owner_name)
+    if mode == "relay":  # the relay prepared the inputs and shows the log; the agent keeps its copy
+        paths.update(workdir=None, stdout_path=str(ctx.spool.logs / f"{job.entry}.log"))
     return ctx.store.transition(
         job.id, JobState.TRANSLATED, f"{result.coretype} x{result.cores_per_slot} x{result.slots}",
         **paths,
-        job_spec={"body": body, "script": entry.script},
+        job_spec={"body": body, "script": entry.script, "delivery": mode},
         coretype=result.coretype, cores_per_slot=result.cores_per_slot, slots=result.slots,
         price_per_core_hour=result.estimated_price_per_hour / (result.cores_per_slot * result.slots),
         project=ctx.config.agent.projects.get(account) if account else None,

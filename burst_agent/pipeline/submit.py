@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from burst_agent import failpoints
 from burst_agent.command_wrapper import SCRIPT_NAME
 from burst_agent.lifecycle import JobState
-from burst_agent.pipeline.context import CONTROL_FILES, Context
+from burst_agent.pipeline.context import Context
 from burst_agent.rescale.errors import ValidationError
 from burst_agent.staging.bundle import placement_script, stage_in
-from burst_agent.staging.inputs import InputFile, InputPlan, InputSelectionError, plan_inputs
+from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan, InputSelectionError
+from burst_agent.staging.jobplan import job_plan
 from burst_agent.store import JobRecord
 
 
@@ -30,22 +31,28 @@ class PermanentJobError(Exception):
 
 
 def _plan(ctx: Context, job: JobRecord, script_file: Path) -> InputPlan:
-    staging = ctx.config.staging
-    if job.workdir is None:
-        plan = InputPlan(workdir=script_file.parent, bundle_members=[], large_files=[])
-    else:
-        exclude = [Path(p) for p in (job.stdout_path, job.stderr_path) if p]
-        try:
-            plan = plan_inputs(
-                Path(job.workdir), job.job_spec["script"], exclude=exclude,
-                large_threshold=staging.large_file_bytes, max_total_bytes=staging.max_input_bytes,
-                max_files=staging.max_input_files,
-            )
-        except (InputSelectionError, OSError) as exc:
-            raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
-    members = [m for m in plan.bundle_members if str(m.rel) not in CONTROL_FILES]
-    script = InputFile(PurePosixPath(SCRIPT_NAME), script_file, script_file.stat().st_size)
-    return replace(plan, bundle_members=[script, *members])
+    exclude = [Path(p) for p in (job.stdout_path, job.stderr_path) if p]
+    workdir = Path(job.workdir) if job.workdir else None
+    try:
+        return job_plan(workdir, job.job_spec["script"], script_file, ctx.config.staging, exclude)
+    except (InputSelectionError, OSError) as exc:
+        raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
+
+
+def _prepared_inputs(
+    ctx: Context, job: JobRecord, upload: Any, cache_get: Any
+) -> tuple[list[str], dict[str, str], str]:
+    """The relay's prepared inputs: its bundle (uploaded as is) and large files (cached by content)."""
+    inputs = ctx.spool.claimed / job.entry / "inputs"
+    manifest = json.loads((inputs / "manifest.json").read_text())
+    large = [InputFile(PurePosixPath(item["rel"]), inputs / item["file"], int(item["size"]))
+             for item in manifest.get("large", [])]
+    plan = InputPlan(workdir=inputs, bundle_members=[], large_files=large)
+    result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=ctx.store.remember_upload,
+                      tmpdir=ctx.spool.tmp)
+    bundle_id = upload(inputs / manifest["bundle"], BUNDLE_NAME)
+    md5s = {**manifest.get("bundle_md5s", {}), **result.input_md5}
+    return [bundle_id, *result.file_ids], md5s, placement_script(plan)
 
 
 def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
@@ -69,23 +76,23 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
         ctx.metrics.transferred("upload", path.stat().st_size, time.monotonic() - started)
         return file_id
 
-    with tempfile.TemporaryDirectory(prefix="burst-stage-", dir=ctx.spool.tmp) as tmp:
-        script_file = Path(tmp) / SCRIPT_NAME
-        script_file.write_text(job.job_spec["script"], encoding="utf-8")
-        plan = _plan(ctx, job, script_file)
-        for warning in plan.warnings:
-            log.warning("input skipped", detail=warning)
-        result = stage_in(
-            plan, upload=upload,
-            cache_get=cache_get, cache_put=store.remember_upload, tmpdir=Path(tmp),
-        )
+    if job.job_spec.get("delivery") == "relay":
+        file_ids, md5s, placement = _prepared_inputs(ctx, job, upload, cache_get)
+    else:
+        with tempfile.TemporaryDirectory(prefix="burst-stage-", dir=ctx.spool.tmp) as tmp:
+            script_file = Path(tmp) / SCRIPT_NAME
+            script_file.write_text(job.job_spec["script"], encoding="utf-8")
+            plan = _plan(ctx, job, script_file)
+            for warning in plan.warnings:
+                log.warning("input skipped", detail=warning)
+            result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=store.remember_upload,
+                              tmpdir=Path(tmp))
+        file_ids, md5s, placement = result.file_ids, result.input_md5, placement_script(plan)
     # The bundle (script + small files) always comes first and is an archive Rescale extracts.
-    inputs = [{"id": fid, "decompress": index == 0} for index, fid in enumerate(result.file_ids)]
-    spec = {**job.job_spec, "input_files": inputs, "input_md5": result.input_md5,
-            "placement": placement_script(plan)}
-    log.info("inputs staged", files=len(plan.bundle_members) + len(plan.large_files),
-             uploads=len(result.file_ids))
-    return store.update(job.id, job_spec=spec, input_file_ids=tuple(result.file_ids))
+    inputs = [{"id": fid, "decompress": index == 0} for index, fid in enumerate(file_ids)]
+    spec = {**job.job_spec, "input_files": inputs, "input_md5": md5s, "placement": placement}
+    log.info("inputs staged", uploads=len(file_ids))
+    return store.update(job.id, job_spec=spec, input_file_ids=tuple(file_ids))
 
 
 def create_body(job: JobRecord) -> dict[str, Any]:

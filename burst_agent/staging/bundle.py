@@ -102,7 +102,7 @@ def _tarinfo(member: InputFile, st: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
-def _write_bundle(plan: InputPlan, dest_path: Path) -> tuple[dict[str, str], str]:
+def write_bundle(plan: InputPlan, dest_path: Path) -> tuple[dict[str, str], str]:
     """Write the bundle; return (relpath -> md5 of each member, md5 of the archive)."""
     members: dict[str, str] = {}
     with open(dest_path, "wb") as raw:
@@ -124,7 +124,7 @@ def _write_bundle(plan: InputPlan, dest_path: Path) -> tuple[dict[str, str], str
 
 def build_bundle(plan: InputPlan, dest_path: Path) -> Path:
     """Write the plan's small files to a deterministic tar.gz at dest_path (relative paths, no links)."""
-    _write_bundle(plan, dest_path)
+    write_bundle(plan, dest_path)
     return dest_path
 
 
@@ -158,7 +158,7 @@ def _stage_bundle(plan: InputPlan, upload: Upload, tmpdir: Path, md5s: dict[str,
     os.close(fd)
     bundle = Path(tmp_name)
     try:
-        members, archive_md5 = _write_bundle(plan, bundle)
+        members, archive_md5 = write_bundle(plan, bundle)
         file_id = upload(bundle, BUNDLE_NAME)
     finally:
         with suppress(FileNotFoundError):
