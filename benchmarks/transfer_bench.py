@@ -1,14 +1,15 @@
-"""Benchmark: our download (md5 in the same pass) vs `curl -o` on the same URL, and upload memory.
+"""Benchmark: our download (md5 in the same pass, fsync) vs `curl -o` on the same URL; upload/download RSS.
 
-Run against a running emulator (or any API that has the file):
-  burst-agent emulate --port 8765 --token T --data-dir /tmp/emu &
-  python benchmarks/transfer_bench.py --url http://127.0.0.1:8765 --token T --size-mib 1024
+  python benchmarks/transfer_bench.py                      # own emulator in a temp dir, 1 GiB, 5 rounds
+  python benchmarks/transfer_bench.py --size-mib 256 --repeat 3
+  python benchmarks/transfer_bench.py --url http://127.0.0.1:8765 --token-file tok   # a running emulator
 
-It creates a SIZE file, uploads it with our client (in a child process, to measure its peak RSS growth),
-then downloads it `--repeat` times with curl and with our client, alternating, each in its own process.
-Reported: best throughput of each, the ratio ours/curl (target >= 0.9), and the peak RSS growth of the
-download and upload children (target < 50 MB). The token reaches children via the environment and curl
-via a 0600 header file, never via a command line.
+It creates a SIZE file of random bytes, uploads it with our client in a child process (peak RSS growth),
+then runs rounds of: `curl -o FILE` (timed), `sync FILE` (timed on top: curl+sync), then our client in a
+child process (timed inside the child around download_file, which verifies md5 and fsyncs). Reported:
+per-round times, medians, the median of the per-round ratios ours/curl and ours/curl+sync (target >= 0.9),
+and peak RSS growth (target < 50 MB). The token reaches children via the environment and curl via a 0600
+header file, never a command line. Temp files and the emulator are removed at the end.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import secrets
+import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 TOKEN_ENV = "BURST_BENCH_TOKEN"
@@ -32,13 +38,8 @@ def _vm_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _reset_peak() -> None:
-    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
-    Path("/proc/self/clear_refs").write_text("5")
-
-
 def child(args: argparse.Namespace) -> None:
-    """Runs in a subprocess: one transfer, then a JSON line with seconds and peak RSS growth."""
+    """In a subprocess: one transfer, then a JSON line with seconds and peak RSS growth (MB)."""
     from burst_agent.config import RateLimits
     from burst_agent.rescale.client import RescaleClient
     from burst_agent.rescale.ratelimit import RateBudgets
@@ -46,14 +47,14 @@ def child(args: argparse.Namespace) -> None:
 
     budgets = RateBudgets(RateLimits(enabled=False))
     client = RescaleClient(args.url, Token(os.environ[TOKEN_ENV]), budgets=budgets)
-    _reset_peak()
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     base = _vm_kib("VmRSS")
     started = time.perf_counter()
     if args.child == "upload":
-        result: dict[str, object] = client.upload_file(Path(args.path))
+        result = client.upload_file(Path(args.path))
     else:
-        dl = client.download_file(args.file_id, Path(args.path), expected_md5=args.md5)
-        result = {"md5": dl.md5, "size": dl.size}
+        done = client.download_file(args.file_id, Path(args.path), expected_md5=args.md5 or None)
+        result = {"md5": done.md5, "size": done.size}
     seconds = time.perf_counter() - started
     grown = (_vm_kib("VmHWM") - base) / 1024
     print(json.dumps({"seconds": seconds, "rss_growth_mb": grown, "result": result}))
@@ -67,71 +68,99 @@ def run_child(mode: str, url: str, token: str, path: Path, file_id: str = "", md
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_curl(url: str, header_file: Path, dest: Path, fsync: bool) -> float:
-    """curl -o; with `fsync`, also `sync FILE` (we fsync before the rename, curl does not)."""
+def run_curl(url: str, header_file: Path, dest: Path) -> tuple[float, float]:
+    """(seconds for `curl -o`, seconds for curl plus `sync FILE`)."""
     started = time.perf_counter()
     subprocess.run(["curl", "-sS", "--fail", "-H", f"@{header_file}", "-o", str(dest), url], check=True)
-    if fsync:
-        subprocess.run(["sync", str(dest)], check=True)
-    return time.perf_counter() - started
+    fetched = time.perf_counter()
+    subprocess.run(["sync", str(dest)], check=True)
+    return fetched - started, time.perf_counter() - started
 
 
 def make_file(path: Path, size: int) -> None:
-    block = os.urandom(1 << 20)
     with path.open("wb") as fh:
-        for _ in range(size >> 20):
-            fh.write(block)
-        fh.write(block[: size & ((1 << 20) - 1)])
+        for offset in range(0, size, 1 << 20):
+            fh.write(os.urandom(min(1 << 20, size - offset)))
+
+
+def machine_facts() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "?")
+    return (f"nproc {os.cpu_count()}, CPU {model}, kernel {platform.release()}, "
+            f"Python {platform.python_version()}, load {os.getloadavg()[0]:.2f}")
+
+
+def start_server(args: argparse.Namespace, stack: ExitStack, work: Path) -> tuple[str, str]:
+    if args.url:
+        token = (args.token_file.read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV, ""))
+        if not token:
+            sys.exit(f"--url needs --token-file or ${TOKEN_ENV}")
+        return args.url.rstrip("/"), token
+    from burst_agent.rescale.emulator import spawn_emulator_process
+
+    token = secrets.token_urlsafe(24)
+    process = stack.enter_context(spawn_emulator_process(work / "emulator", token))
+    return process.url, token
+
+
+def _mbs(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
 
 
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
-    parser.add_argument("--url", required=True, help="API base URL, e.g. http://127.0.0.1:8765")
-    parser.add_argument("--token", help=f"API token (or ${TOKEN_ENV})")
+    parser.add_argument("--url", help="use a running API at this base URL instead of starting an emulator")
+    parser.add_argument("--token-file", type=Path, help=f"token for --url (or ${TOKEN_ENV})")
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=None, help="where the test files go (default: tmp)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of curl / ours (default 5)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where temp files go (default: $TMPDIR)")
     parser.add_argument("--child", choices=("upload", "download"), help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--file-id", default="", help=argparse.SUPPRESS)
     parser.add_argument("--md5", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        args.md5 = args.md5 or None
         child(args)
         return
-    token = args.token or os.environ.get(TOKEN_ENV)
-    if not token:
-        parser.error(f"--token or ${TOKEN_ENV} is required")
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        work = Path(tmp)
+    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
+    print("machine:", machine_facts())
+    size = args.size_mib << 20
+    with ExitStack() as stack:
+        tmp = tempfile.TemporaryDirectory(prefix="transfer-bench-", dir=args.workdir)
+        work = Path(stack.enter_context(tmp))
+        base_url, token = start_server(args, stack, work)
         src = work / "bench.bin"
-        size = args.size_mib << 20
         make_file(src, size)
-        up = run_child("upload", args.url, token, src)
-        file_id, md5 = up["result"]["id"], up["result"].get("md5") or ""
-        print(f"upload: {size / up['seconds'] / 1e6:.0f} MB/s, peak RSS growth {up['rss_growth_mb']:.1f} MB")
+        up = run_child("upload", base_url, token, src)
         src.unlink()
+        file_id, md5 = up["result"]["id"], up["result"]["md5"]
         header = work / "auth.hdr"
         header.touch(mode=0o600)
         header.write_text(f"Authorization: Token {token}\n")
-        url = f"{args.url.rstrip('/')}/api/v2/files/{file_id}/contents/"
-        curl_s, synced_s, ours_s, growth = [], [], [], []
-        for _ in range(args.repeat):
-            for fsync, times in ((False, curl_s), (True, synced_s)):
-                times.append(run_curl(url, header, work / "curl.bin", fsync))
-                (work / "curl.bin").unlink()
-            ours = run_child("download", args.url, token, work / "ours.bin", file_id, md5)
-            ours_s.append(ours["seconds"])
-            growth.append(ours["rss_growth_mb"])
+        url = f"{base_url}/api/v2/files/{file_id}/contents/"
+        print(f"\nsize {args.size_mib} MiB; upload {_mbs(size, up['seconds']):.0f} MB/s, "
+              f"peak RSS growth {up['rss_growth_mb']:.1f} MB\n")
+        print(f"{'round':>5} {'curl s':>7} {'curl+sync s':>11} {'ours s':>7} {'ours/curl':>9} "
+              f"{'ours/curl+sync':>14} {'ours RSS MB':>11}")
+        rows = []
+        for n in range(1, args.repeat + 1):
+            curl_s, synced_s = run_curl(url, header, work / "curl.bin")
+            (work / "curl.bin").unlink()
+            ours = run_child("download", base_url, token, work / "ours.bin", file_id, md5)
             (work / "ours.bin").unlink()
-        curl_mbs, synced_mbs, ours_mbs = (size / min(t) / 1e6 for t in (curl_s, synced_s, ours_s))
-        print(f"download: curl {curl_mbs:.0f} MB/s, curl+fsync {synced_mbs:.0f} MB/s, "
-              f"ours (md5 + fsync) {ours_mbs:.0f} MB/s")
-        print(f"ratio vs curl {ours_mbs / curl_mbs:.2f}, vs curl+fsync {ours_mbs / synced_mbs:.2f} "
-              "(target >= 0.90)")
-        print(f"download peak RSS growth: max {max(growth):.1f} MB (target < 50)")
+            row = (curl_s, synced_s, ours["seconds"], curl_s / ours["seconds"], synced_s / ours["seconds"],
+                   ours["rss_growth_mb"])
+            rows.append(row)
+            print(f"{n:>5} {row[0]:>7.2f} {row[1]:>11.2f} {row[2]:>7.2f} {row[3]:>9.2f} {row[4]:>14.2f} "
+                  f"{row[5]:>11.1f}")
+        med = [statistics.median(col) for col in zip(*rows, strict=True)]
+        print(f"{'median':>6} {med[0]:>6.2f} {med[1]:>11.2f} {med[2]:>7.2f} {med[3]:>9.2f} {med[4]:>14.2f}")
+        print(f"\ncurl {_mbs(size, med[0]):.0f} MB/s, curl+sync {_mbs(size, med[1]):.0f} MB/s, "
+              f"ours (md5 + fsync) {_mbs(size, med[2]):.0f} MB/s (medians)")
+        print(f"ratio ours/curl {med[3]:.2f}, ours/curl+sync {med[4]:.2f} (median of rounds; target >= 0.90)")
+        print(f"peak RSS growth: download max {max(r[5] for r in rows):.1f} MB, "
+              f"upload {up['rss_growth_mb']:.1f} MB (target < 50)")
 
 
 if __name__ == "__main__":
