@@ -30,6 +30,8 @@ from burst_agent.staging.jobplan import job_plan
 JOB_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID")
 ARRAY_VARS = ("SLURM_ARRAY_TASK_ID", "PBS_ARRAY_INDEX")
 WORKDIR_VARS = ("SLURM_SUBMIT_DIR", "PBS_O_WORKDIR")
+INPUT_BUNDLE = "input-bundle.tar.gz"
+INPUT_MANIFEST = "input-manifest.json"
 EXIT_ON_CANCEL = 143
 EXIT_NO_CODE = 1
 
@@ -49,22 +51,34 @@ def complete_request(request: dict[str, Any], environ: dict[str, str], cwd: Path
     return done
 
 
+def _place(source: Path, dest: Path) -> None:
+    """A hard link when the agent may read the file anyway (no copy of a 10 GB mesh), else a copy."""
+    if source.stat().st_mode & 0o004:
+        try:
+            os.link(source, dest)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, dest)
+    dest.chmod(0o644)
+
+
 def prepare_inputs(entry_dir: Path, workdir: Path, script: str, staging: StagingConfig) -> list[str]:
-    """Bundle the small inputs and copy the large ones into the entry (as the user); the warnings."""
+    """Bundle the small inputs and place the large ones in the entry (as the user); the warnings.
+
+    Flat names only: the agent's group may delete files in the entry directory, not in subdirectories.
+    """
     plan = job_plan(workdir, script, entry_dir / "script", staging, exclude=[])
-    inputs = entry_dir / "inputs"
-    (inputs / "large").mkdir(parents=True)
-    md5s, _archive_md5 = write_bundle(replace(plan, large_files=[]), inputs / "bundle.tar.gz")
+    md5s, _archive_md5 = write_bundle(replace(plan, large_files=[]), entry_dir / INPUT_BUNDLE)
+    (entry_dir / INPUT_BUNDLE).chmod(0o644)
     large = []
     for index, member in enumerate(plan.large_files):
-        copy = inputs / "large" / str(index)
-        try:
-            os.link(member.source, copy)  # same filesystem: no copy at all
-        except OSError:
-            shutil.copyfile(member.source, copy)
-        large.append({"rel": str(member.rel), "file": f"large/{index}", "size": member.size})
-    manifest = {"bundle": "bundle.tar.gz", "bundle_md5s": md5s, "large": large}
-    (inputs / "manifest.json").write_text(json.dumps(manifest))
+        name = f"input-large-{index}"
+        _place(member.source, entry_dir / name)
+        large.append({"rel": str(member.rel), "file": name, "size": member.size})
+    manifest = entry_dir / INPUT_MANIFEST
+    manifest.write_text(json.dumps({"bundle": INPUT_BUNDLE, "bundle_md5s": md5s, "large": large}))
+    manifest.chmod(0o644)
     return list(plan.warnings)
 
 

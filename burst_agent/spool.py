@@ -28,9 +28,11 @@ REQUEST = "request.json"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".swp", "~")
 # Directory modes (see docs/spool.md): users may drop into incoming/ and tmp/ but not list them.
+# incoming/ and tmp/ are setgid: an entry directory a user makes there belongs to the agent's group,
+# so the agent (group rwx on it, see submit_entry) may rename it into claimed/ and later empty it.
 DIR_MODES: dict[str, int] = {
-    "incoming": 0o1733,
-    "tmp": 0o1733,
+    "incoming": 0o3733,
+    "tmp": 0o3733,
     "claimed": 0o700,
     "failed": 0o700,
     "results": 0o711,
@@ -397,10 +399,14 @@ def submit_entry(
         if len(files[REQUEST]) > sp.request_max_bytes:
             raise EntryRejected(name, f"{REQUEST} is larger than the {sp.request_max_bytes}-byte limit")
     staging = sp.tmp / f"{name}.{secrets.token_hex(4)}.tmp"
-    os.mkdir(staging, 0o755)
+    os.mkdir(staging, 0o770)
+    # Past the umask: the agent's group (inherited from tmp/) must be able to move and empty it.
+    # Only the owner and that group can enter it, so the files inside may be 0644.
+    os.chmod(staging, 0o770)
     try:
         for filename, data in files.items():
             fd = os.open(staging / filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            os.fchmod(fd, 0o644)  # whatever the umask: the agent reads it through its group's dir access
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()

@@ -12,6 +12,7 @@ from burst_agent import failpoints
 from burst_agent.command_wrapper import SCRIPT_NAME
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import Context
+from burst_agent.relay import INPUT_MANIFEST
 from burst_agent.rescale.errors import ValidationError
 from burst_agent.staging.bundle import placement_script, stage_in
 from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan, InputSelectionError
@@ -43,8 +44,8 @@ def _prepared_inputs(
     ctx: Context, job: JobRecord, upload: Any, cache_get: Any
 ) -> tuple[list[str], dict[str, str], str]:
     """The relay's prepared inputs: its bundle (uploaded as is) and large files (cached by content)."""
-    inputs = ctx.spool.claimed / job.entry / "inputs"
-    manifest = json.loads((inputs / "manifest.json").read_text())
+    inputs = ctx.spool.claimed / job.entry
+    manifest = json.loads((inputs / INPUT_MANIFEST).read_text())
     large = [InputFile(PurePosixPath(item["rel"]), inputs / item["file"], int(item["size"]))
              for item in manifest.get("large", [])]
     plan = InputPlan(workdir=inputs, bundle_members=[], large_files=large)

@@ -226,6 +226,7 @@ local function wrapper_script(script, request_json)
       "# burst-agent relay wrapper v" .. WRAPPER_VERSION .. ", written by job_submit.lua: this Slurm job",
       "# runs the original script (embedded below, base64) on Rescale through the burst-agent relay.",
       "set -eu",
+      "user_umask=$(umask)",
       "umask 077",
       "burst_agent=" .. shell_quote(BURST_AGENT),
       'if [ ! -x "$burst_agent" ]; then',
@@ -242,6 +243,7 @@ local function wrapper_script(script, request_json)
       "# The relay reads the unlinked files through fds 3 and 4: nothing is left behind.",
       'exec 3<"$dir/script" 4<"$dir/request.json"',
       'rm -rf "$dir"',
+      'umask "$user_umask"  # outputs get the modes the user would get from a local job',
       "exec " .. relay,
       "",
    }, "\n")

@@ -6,14 +6,18 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
+
+from burst_agent.rescale.emulator import start_emulator
 
 REPO = Path(__file__).resolve().parents[2]
 REPO_LUA = REPO / "deploy" / "slurm" / "job_submit.lua"
@@ -59,7 +63,8 @@ def shared_dir(slurm_cluster) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="burst-slurm-test-", dir="/tmp"))
     path.chmod(0o755)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("BURST_KEEP_TEST_DIRS"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def render_lua(**settings: str) -> str:
@@ -215,4 +220,103 @@ class Cluster:
 
 @pytest.fixture
 def cluster(lua_installed) -> Cluster:
+    return Cluster()
+
+
+# -- the whole chain: sbatch as a user -> job_submit.lua -> relay -> agent (as burst-agent) -> emulator
+
+AGENT = Path("/opt/burst-agent/venv/bin/burst-agent")
+SERVICE_USER = "burst-agent"
+TOKEN = "slurm-e2e-token-5f4e3d2c1b0a"
+
+
+@dataclass
+class Service:
+    """The agent as the site runs it; `restart()` stops and starts it like systemctl restart."""
+
+    root: Path
+    config: Path
+    spool: Path
+    proc: subprocess.Popen[bytes] | None = None
+    runs: int = field(default=0)
+
+    def start(self) -> None:
+        self.runs += 1
+        log = (self.root / f"agent-{self.runs}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [RUNUSER, "-u", SERVICE_USER, "--", str(AGENT), "run", "--config", str(self.config)],
+            stdout=log, stderr=subprocess.STDOUT, cwd="/",
+        )
+        deadline = time.monotonic() + 30
+        while not self.spool.joinpath("agent.sock").exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"agent did not start:\n{self.logs()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return "".join((self.root / f"agent-{n}.log").read_text() for n in range(1, self.runs + 1))
+
+
+@pytest.fixture(scope="session")
+def emulator(slurm_cluster, tmp_path_factory):
+    if not AGENT.exists():
+        message = f"{AGENT} missing: run `sudo bash .ci/agent-install.sh` first"
+        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(f"!!! SKIPPING: {message}")
+    handle = start_emulator(tmp_path_factory.mktemp("emulator"), TOKEN, step_seconds=0.2)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def service(emulator, shared_dir) -> Iterator[Service]:
+    """Spool, state and config owned by the service user; the agent running; the lua pointing at it."""
+    root = Path(tempfile.mkdtemp(prefix="agent-", dir=shared_dir))
+    root.chmod(0o755)
+    spool, state = root / "spool", root / "state"
+    for path in (spool, state):
+        path.mkdir()
+        shutil.chown(path, SERVICE_USER, SERVICE_USER)
+    state.chmod(0o700)
+    token = state / "token"
+    token.write_text(TOKEN)
+    shutil.chown(token, SERVICE_USER, SERVICE_USER)
+    token.chmod(0o600)
+    config = root / "agent.yaml"
+    config.write_text(yaml.safe_dump({
+        "api": {"base_url": emulator.url, "token_file": str(token)},
+        "agent": {"spool_dir": str(spool), "state_db": str(state / "state.db"), "poll_interval_s": 5,
+                  "cluster_name": "ci", "relay_grace_s": 10},
+        "metrics": {"listen_port": 0},
+    }))
+    service = Service(root, config, spool)
+    service.start()
+    original = INSTALLED_LUA.read_text() if INSTALLED_LUA.exists() else None
+    install_lua(render_lua(BURST_AGENT=json.dumps(str(AGENT)), SPOOL_DIR=json.dumps(str(spool))))
+    yield service
+    service.stop()
+    if original is not None:
+        install_lua(original)
+
+
+@pytest.fixture
+def user_a(service, shared_dir) -> Workdir:
+    return make_workdir(shared_dir, "burstuser_a")
+
+
+@pytest.fixture
+def user_b(service, shared_dir) -> Workdir:
+    return make_workdir(shared_dir, "burstuser_b")
+
+
+@pytest.fixture
+def slurm(service) -> Cluster:
     return Cluster()
