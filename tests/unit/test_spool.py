@@ -36,7 +36,8 @@ def reason_of(spool, name):
 
 
 def test_layout_modes(spool):
-    assert {p.name for p in spool.root.iterdir()} == {"incoming", "claimed", "failed", "results", "tmp", "logs"}
+    expected = {"incoming", "claimed", "failed", "results", "tmp", "logs"}
+    assert {p.name for p in spool.root.iterdir()} == expected
     assert oct(spool.incoming.stat().st_mode & 0o7777) == "0o3733"
     assert oct(spool.claimed.stat().st_mode & 0o7777) == "0o700"
 
