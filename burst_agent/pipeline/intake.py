@@ -9,6 +9,7 @@ from burst_agent.dialects import parse_script
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.outpaths import expand
+from burst_agent.relay import INPUT_MANIFEST
 from burst_agent.request import JobRequest, TranslateError
 from burst_agent.spool import AlreadyClaimed, EntryRejected, SpoolEntry
 from burst_agent.store import JobRecord
@@ -23,15 +24,20 @@ def reconcile_key(cluster: str, entry: str) -> str:
 
 
 def delivery(entry: SpoolEntry) -> str:
-    """How a job's files travel: "plain" (results/<name>/), "direct" or "relay" (the user's workdir).
+    """How a job's files travel: "plain" (results/<name>/), "relay" or "direct" (the user's workdir).
 
     plain: a script with no workdir in request.json (its own `#SBATCH -D` is not trusted as a place
-    to write into). direct: the entry belongs to the agent's own user, who may use the workdir.
-    relay: another user's job; only the relay, running as that user, touches the workdir.
+    to write into). relay: the relay prepared the inputs (its manifest is in the entry) and, running
+    as the user, shows the log and writes the outputs. direct: an entry of the agent's own user, who
+    may use the workdir itself. Another user's workdir entry must come through the relay.
     """
     if entry.kind != "dir" or not (entry.request or {}).get("workdir"):
         return "plain"
-    return "direct" if entry.owner_uid == os.geteuid() else "relay"
+    if (entry.path / INPUT_MANIFEST).is_file():
+        return "relay"
+    if entry.owner_uid == os.geteuid():
+        return "direct"
+    raise EntryRejected(entry.name, "another user's job must come through `burst-agent relay`")
 
 
 def uses_workdir(entry: SpoolEntry) -> bool:
@@ -83,10 +89,11 @@ def intake(ctx: Context) -> int:
     for name in [*sorted(recorded), *ctx.spool.list_incoming()]:
         try:
             entry = ctx.spool.load(name) if name in recorded else ctx.spool.take(name)
+            delivery(entry)  # an entry nobody may deliver is rejected now, with its reason
         except AlreadyClaimed:
             continue
         except EntryRejected as exc:
-            if name in recorded:
+            if os.path.lexists(ctx.spool.claimed / name):  # take() quarantines what it rejects itself
                 ctx.spool.quarantine(name, exc.reason)
             ctx.log.warning("spool entry rejected", entry=name, reason=exc.reason)
             continue
