@@ -9,7 +9,7 @@ import signal
 import socket
 
 import requests
-from rig import wait_until
+from waiting import wait_until
 
 
 def _notify_socket(rig):

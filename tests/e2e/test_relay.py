@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from rig import wait_until
+from waiting import wait_until
 
 PBS_SCRIPT = """#!/bin/bash
 #PBS -N relayed

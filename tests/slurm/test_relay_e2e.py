@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from conftest import AGENT, RUNUSER, USER_ENV
+from waiting import wait_until
 
 ECHO = (
     "#!/bin/bash\n#SBATCH -J e2e\n#SBATCH -n 2\n"
@@ -19,16 +20,6 @@ def remote_jobs(emulator, slurm_job_id: str) -> list:
     marker = f"SLURM_JOB_ID={slurm_job_id} "
     with emulator.store.lock:
         return [job for job in emulator.store.jobs.values() if marker in job.analyses[0]["command"]]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_success_completes_with_outputs_owned_by_the_user(slurm, user_a, emulator):
@@ -51,10 +42,10 @@ def test_exit_code_3_fails_the_slurm_job_with_it(slurm, user_a):
 def test_scancel_stops_the_remote_job(slurm, user_a, emulator):
     user_a.write("job.sh", "#!/bin/bash\necho started\nsleep 300\n")
     job_id = slurm.sbatch(user_a, "job.sh", "--partition=rescale")
-    jobs = wait_for(lambda: [j for j in remote_jobs(emulator, job_id) if j.status == "Executing"], 60,
+    jobs = wait_until(lambda: [j for j in remote_jobs(emulator, job_id) if j.status == "Executing"], 60,
                     "the remote job executing")
     assert subprocess.run(["scancel", job_id], timeout=20).returncode == 0
-    wait_for(lambda: jobs[0].stop_mode, 30, "the remote stop request")
+    wait_until(lambda: jobs[0].stop_mode, 30, "the remote stop request")
     assert slurm.wait_job(job_id, timeout=60)["JobState"] == "CANCELLED"
 
 
@@ -104,7 +95,7 @@ def test_user_b_cannot_see_or_cancel_user_a_jobs(slurm, user_a, user_b, service)
     user_a.write("job.sh", "#!/bin/bash\nsleep 8\necho mine > mine.txt\n")
     job_id = slurm.sbatch(user_a, "job.sh", "--partition=rescale")
     slurm.wait_state([job_id], "RUNNING", timeout=30)
-    entry = wait_for(lambda: [p.name for p in (service.spool / "claimed").iterdir()] if
+    entry = wait_until(lambda: [p.name for p in (service.spool / "claimed").iterdir()] if
                      (service.spool / "claimed").exists() else [], 30, "the claimed entry")[0]
     probe = ("import json,sys; from burst_agent.relayproto import call;"
              "print(json.dumps([call(sys.argv[1], {'op': op, 'entry': sys.argv[2]})[0]"
