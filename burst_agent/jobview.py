@@ -24,6 +24,21 @@ def cost_so_far(job: JobRecord, now: float) -> Decimal | None:
     return (job.price_per_core_hour * cores * hours).quantize(Decimal("0.0001"))
 
 
+def size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+def transfer(job: JobRecord) -> str | None:
+    """"3.2 GB / 10.0 GB (32%)" while the job's inputs or outputs are moving, else None."""
+    if not job.transfer_total:
+        return None
+    percent = 100 * job.transfer_done // job.transfer_total
+    return f"{size(job.transfer_done)} / {size(job.transfer_total)} ({percent}%)"
+
+
 def age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -38,5 +53,5 @@ def as_dict(job: JobRecord, now: float) -> dict[str, Any]:
         "owner": job.owner_name or str(job.owner_uid), "remote_job_id": job.remote_job_id,
         "state": job.state.value, "remote_status": job.remote_status, "hardware": hardware(job),
         "age_s": round(now - job.created_at, 1), "estimated_cost": str(cost) if cost is not None else None,
-        "exit_code": job.exit_code, "reason": job.failure_reason,
+        "exit_code": job.exit_code, "reason": job.failure_reason, "transfer": transfer(job),
     }

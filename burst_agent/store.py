@@ -114,6 +114,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job_id, remote_file_id)
     );
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN transfer_done INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN transfer_total INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 
@@ -158,6 +162,8 @@ class JobRecord:
     updated_at: float
     remote_started_at: float | None
     remote_finished_at: float | None
+    transfer_done: int = 0  # bytes of the transfer in progress (stage-in or stage-out), for `status`
+    transfer_total: int = 0
 
     @property
     def terminal(self) -> bool:

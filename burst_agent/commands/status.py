@@ -8,7 +8,7 @@ import time
 
 from burst_agent.commands.common import add_config_argument, load
 
-COLUMNS = ("ID", "SCHED-JOB", "OWNER", "REMOTE", "STATE", "HARDWARE", "AGE", "COST", "EXIT")
+COLUMNS = ("ID", "SCHED-JOB", "OWNER", "REMOTE", "STATE", "HARDWARE", "AGE", "COST", "EXIT", "TRANSFER")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         (v["id"], v["scheduler_job_id"] or "-", v["owner"], v["remote_job_id"] or "-", v["state"],
          v["hardware"], age(v["age_s"]), v["estimated_cost"] or "-",
-         "-" if v["exit_code"] is None else str(v["exit_code"]))
+         "-" if v["exit_code"] is None else str(v["exit_code"]), v["transfer"] or "-")
         for v in views
     ]
     print(render(COLUMNS, rows))

@@ -12,6 +12,7 @@ from burst_agent import failpoints
 from burst_agent.command_wrapper import EXIT_CODE_FILE
 from burst_agent.lifecycle import JobState, failure_reason
 from burst_agent.pipeline.context import REMOTE_LOG, Context
+from burst_agent.pipeline.progress import TransferProgress
 from burst_agent.staging.jobplan import CONTROL_FILES
 from burst_agent.staging.outputs import (
     DEFAULT_SKIP,
@@ -75,11 +76,16 @@ def _download(ctx: Context, job: JobRecord, files: list[dict[str, Any]]) -> Stag
     selection = select_outputs(files, (job.job_spec or {}).get("input_md5", {}), skip=SKIP)
     assert job.output_dir is not None  # narrowing: every recorded job has an output dir
 
-    def progress(done: int, total: int | None) -> None:
-        if done and total and done < total:
-            failpoints.hit("download.midway")
+    tracker = TransferProgress(ctx.store, job.id)
 
     def download(item: OutputItem, dest: Path) -> None:
+        report = tracker.for_file(item.file_id)
+
+        def progress(done: int, total: int | None) -> None:
+            report(done, total)
+            if done and total and done < total:
+                failpoints.hit("download.midway")
+
         started = time.monotonic()
         result = ctx.client.download_file(
             item.file_id, dest, expected_md5=item.md5, expected_size=item.size or None, progress=progress
@@ -94,6 +100,7 @@ def _download(ctx: Context, job: JobRecord, files: list[dict[str, Any]]) -> Stag
         margin_bytes=ctx.config.staging.free_space_margin_bytes,
     )
     report.refused.extend(selection.refused)
+    tracker.finish()
     return report
 
 

@@ -12,6 +12,7 @@ from burst_agent import failpoints
 from burst_agent.command_wrapper import SCRIPT_NAME
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import Context
+from burst_agent.pipeline.progress import TransferProgress
 from burst_agent.relay import INPUT_MANIFEST
 from burst_agent.rescale.errors import ValidationError
 from burst_agent.staging.bundle import placement_script, stage_in
@@ -67,8 +68,13 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
         hit = store.cached_upload(key)
         return hit.remote_file_id if hit else None
 
+    tracker = TransferProgress(store, job.id)
+
     def upload(path: Path, name: str) -> str:
+        report = tracker.for_file(name)
+
         def progress(done: int, total: int | None) -> None:
+            report(done, total)
             if done and total and done < total:
                 failpoints.hit("upload.midway")
 
@@ -93,7 +99,8 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
     inputs = [{"id": fid, "decompress": index == 0} for index, fid in enumerate(file_ids)]
     spec = {**job.job_spec, "input_files": inputs, "input_md5": md5s, "placement": placement}
     log.info("inputs staged", uploads=len(file_ids))
-    return store.update(job.id, job_spec=spec, input_file_ids=tuple(file_ids))
+    return store.update(job.id, job_spec=spec, input_file_ids=tuple(file_ids), transfer_done=0,
+                        transfer_total=0)
 
 
 def create_body(job: JobRecord) -> dict[str, Any]:
