@@ -58,3 +58,17 @@ def test_429_and_500_storm_is_survived(rig):
     assert rig.emulator.stats()["jobsCreated"] == 4
     injected = rig.emulator.stats()["faultsInjected"]
     assert injected["fault_429"] > 0 and injected["fault_500"] > 0, injected
+
+
+def test_sigterm_mid_upload_exits_promptly_and_the_job_resumes(rig):
+    work = rig.workdir("term", {"mesh.bin": b"t" * (96 * 1024 * 1024)})
+    entry = rig.submit("#!/bin/bash\nwc -c < mesh.bin > size.txt\n", work)
+    rig.start()
+    rig.wait_job(entry, lambda j: j.state is JobState.STAGING_IN, what="stage-in under way")
+    rig.stop()  # SIGTERM, then waits
+    assert rig.proc.returncode == 0, rig.logs()
+    assert "agent stopped" in rig.logs()
+    rig.start()
+    job = rig.wait_terminal(entry, timeout=120)
+    assert (job.state, job.exit_code) == (JobState.DONE, 0)
+    assert (work / "size.txt").read_text().strip() == str(96 * 1024 * 1024)
