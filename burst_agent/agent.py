@@ -19,7 +19,7 @@ from burst_agent.lifecycle import REMOTE_ACTIVE, JobState
 from burst_agent.metrics import serve
 from burst_agent.pipeline.advance import ACTIONABLE, advance
 from burst_agent.pipeline.context import Context
-from burst_agent.pipeline.intake import intake
+from burst_agent.pipeline.intake import intake, unrecorded_claims
 from burst_agent.pipeline.logtail import LogTailer
 from burst_agent.pipeline.orphans import OrphanCheck
 from burst_agent.pipeline.submit import PermanentJobError
@@ -246,6 +246,7 @@ class Agent:
         self.notifier.ready("state recovered; serving")
         if self._on_ready:
             self._on_ready()
+        recovered = unrecorded_claims(self.ctx)
         with SpoolWatcher(self.ctx.spool, poll_interval=cfg.intake_interval_s) as watcher:
             self.ctx.log.info("agent running", spool=str(self.ctx.spool.root), watcher=watcher.mode)
             while not self.stopping.is_set():
@@ -254,7 +255,8 @@ class Agent:
                     self._reload_requested.clear()
                     self.reload()
                 try:
-                    intake(self.ctx)
+                    intake(self.ctx, recovered)
+                    recovered = []
                 except Exception as exc:
                     self.ctx.log.error("intake failed", error=str(exc), exc_info=True)
                 self.dispatch()

@@ -82,10 +82,15 @@ def record_entry(ctx: Context, entry: SpoolEntry) -> JobRecord:
     )
 
 
-def intake(ctx: Context) -> int:
-    """Claim everything waiting in incoming/ (and claimed entries a crash left unrecorded)."""
+def unrecorded_claims(ctx: Context) -> list[str]:
+    """Entries a crash left claimed but unrecorded (a restart's business: intake records at once)."""
+    return sorted(name for name in ctx.spool.list_claimed() if ctx.store.by_entry(name) is None)
+
+
+def intake(ctx: Context, recovered: list[str] | None = None) -> int:
+    """Claim everything waiting in incoming/; `recovered` names claimed entries to record first."""
     count = 0
-    recorded = {name for name in ctx.spool.list_claimed() if ctx.store.by_entry(name) is None}
+    recorded = set(recovered or ())
     for name in [*sorted(recorded), *ctx.spool.list_incoming()]:
         try:
             entry = ctx.spool.load(name) if name in recorded else ctx.spool.take(name)

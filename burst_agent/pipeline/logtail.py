@@ -10,6 +10,8 @@ from burst_agent.pipeline.context import REMOTE_LOG, Context
 from burst_agent.rescale.errors import NotFoundError
 from burst_agent.store import JobRecord
 
+TAILS_PER_CYCLE = 50
+
 
 class Claim(Protocol):
     def try_add(self, job_id: str) -> bool: ...
@@ -21,6 +23,7 @@ class LogTailer:
 
     def __init__(self) -> None:
         self._runs: dict[str, str] = {}
+        self._turn = 0
 
     def _run_id(self, ctx: Context, job: JobRecord) -> str | None:
         assert job.remote_job_id is not None  # narrowing: running jobs carry a remote id
@@ -45,20 +48,22 @@ class LogTailer:
         return ctx.store.update(job.id, log_offset=job.log_offset + len(data))
 
     def cycle(self, ctx: Context, claim: Claim) -> None:
-        """Tail every executing job that has somewhere to write its log and no other thread holds."""
-        running = ctx.store.jobs([JobState.RUNNING], with_remote_id=True)
-        live = {job.id for job in running}
-        self._runs = {k: v for k, v in self._runs.items() if k in live}
-        for job in running:
-            if not job.stdout_path or (job.remote_status or "").lower() != "executing":
-                continue
-            if not claim.try_add(job.id):
+        """Tail executing jobs, at most TAILS_PER_CYCLE of them, taking turns (tails are job reads:
+        they share the rate budget with the poll, which must never starve)."""
+        executing = [job_id for job_id, _remote, _state, status in ctx.store.active_remote_brief()
+                     if (status or "").lower() == "executing"]
+        self._runs = {k: v for k, v in self._runs.items() if k in set(executing)}
+        start = self._turn % len(executing) if executing else 0
+        chosen = (executing[start:] + executing[:start])[:TAILS_PER_CYCLE]
+        self._turn = start + len(chosen)
+        for job_id in chosen:
+            if not claim.try_add(job_id):
                 continue
             try:
-                fresh = ctx.store.get(job.id)
-                if fresh is not None and fresh.state is JobState.RUNNING:
-                    self.tail(ctx, fresh)
+                job = ctx.store.get(job_id)
+                if job is not None and job.state is JobState.RUNNING and job.stdout_path:
+                    self.tail(ctx, job)
             except Exception as exc:  # a log hiccup must never stop the agent
-                ctx.job_log(job).warning("live log tail failed", error=str(exc))
+                ctx.log.warning("live log tail failed", job=job_id, error=str(exc))
             finally:
-                claim.discard(job.id)
+                claim.discard(job_id)

@@ -45,15 +45,13 @@ class OrphanCheck:
 
     def cycle(self, ctx: Context) -> int:
         grace, now, stopped = ctx.config.agent.relay_grace_s, time.monotonic(), 0
-        for job in ctx.store.non_terminal():
-            if (job.job_spec or {}).get("delivery") != "relay" or job.cancel_requested_at is not None:
+        for job_id, scheduler_job_id in ctx.store.relay_watch():
+            silent = now - self.last_seen.get(job_id, self.started)
+            if silent < grace or not scheduler_job_id:
                 continue
-            silent = now - self.last_seen.get(job.id, self.started)
-            if silent < grace or not job.scheduler_job_id:
-                continue
-            alive = self.alive(job.scheduler_job_id)
+            alive = self.alive(scheduler_job_id)
             if alive is False or (alive is None and silent > 10 * grace):
-                request_cancel(ctx.store, job.id, ctx.clock())
+                job = request_cancel(ctx.store, job_id, ctx.clock())
                 ctx.job_log(job).warning("relay gone and its scheduler job ended: stopping the remote job",
                                          silent_s=round(silent), scheduler_alive=alive)
                 stopped += 1

@@ -67,7 +67,7 @@ def _apply(
 
 def poll(ctx: Context) -> int:
     """One cycle; returns the number of API calls it made for the status of individual jobs."""
-    active = ctx.store.active_remote()
+    active = ctx.store.active_remote_brief()
     if not active:
         return 0
     listing = {
@@ -75,19 +75,22 @@ def poll(ctx: Context) -> int:
         for item in ctx.client.iter_jobs(state="not_completed", page_size=LIST_PAGE_SIZE)
     }
     per_job_calls = 0
-    for job in active:
-        assert job.remote_job_id is not None  # narrowing: active_remote() only returns jobs with ids
-        item = listing.get(job.remote_job_id)
+    for job_id, remote_id, _state, known_status in active:
+        item = listing.get(remote_id)
         if item is not None:
             status = _content(item, "jobStatus")
-            if status and status != job.remote_status:
+            job = ctx.store.get(job_id) if status and status != known_status else None
+            if job is not None:
                 _apply(ctx, job, status, None, _content(item, "clusterStatusDisplay") or None)
             continue
         # Gone from the active listing: it completed (or the listing is wrong). Ask, never assume.
         per_job_calls += 1
-        statuses = ctx.client.job_statuses(job.remote_job_id)
+        statuses = ctx.client.job_statuses(remote_id)
         newest = statuses[0] if statuses else {}
         status = str(newest.get("status") or "")
+        job = ctx.store.get(job_id)
+        if job is None:
+            continue
         if map_remote_status(status) is JobState.STAGING_OUT:
             _apply(ctx, job, status, newest.get("statusReason"), None, run_window(statuses))
         else:

@@ -82,3 +82,22 @@ def test_unsafe_remote_output_paths_are_refused(rig, tmp_path):
     assert "output '../../escaped.txt' refused" in (work / "slurm-1.out").read_text()
     assert not (work.parent.parent / "escaped.txt").exists()
     assert not os.path.exists("/etc/burst-evil.txt")
+
+
+def test_live_log_grows_while_the_remote_job_runs(tmp_path, emulator):
+    from rig import AgentRig
+    from waiting import wait_until
+
+    (tmp_path / "live").mkdir()
+    rig = AgentRig(tmp_path / "live", emulator, extra_config={"agent": {"log_tail_interval_s": 1}})
+    try:
+        work = rig.workdir("live")
+        rig.start()
+        entry = rig.submit("#!/bin/bash\necho first-line\nsleep 12\necho last-line\n", work, job_id="9")
+        log = work / "slurm-9.out"
+        wait_until(lambda: log.exists() and "first-line" in log.read_text(), 20, "the first remote line")
+        assert not rig.job(entry).terminal  # seen while the remote job still runs
+        assert rig.wait_terminal(entry).state is JobState.DONE
+        assert log.read_text().count("first-line") == 1 and "last-line" in log.read_text()
+    finally:
+        rig.stop()
