@@ -110,7 +110,7 @@ def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except PermissionError:
-        return  # a producer may not read incoming/ (mode 1733); the agent re-lists it anyway
+        return  # a producer may not read incoming/ (mode 3733); the agent re-lists it anyway
     try:
         os.fsync(fd)
     finally:

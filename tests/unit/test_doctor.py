@@ -184,8 +184,8 @@ def test_spool_wrong_mode_fails_with_the_chmod(tmp_path: Path):
     (tmp_path / "incoming").chmod(0o755)
     result = doctor.check_spool(ctx({"agent": {"spool_dir": str(tmp_path)}}))
     assert result.status == "failed"
-    assert result.detail == "incoming is 0755, expected 1733"
-    assert result.fix == f"chmod 1733 {tmp_path / 'incoming'}"
+    assert result.detail == "incoming is 0755, expected 3733"
+    assert result.fix == f"chmod 3733 {tmp_path / 'incoming'}"
 
 
 def test_spool_missing_root_fails_and_missing_subdirs_warn(tmp_path: Path):
