@@ -135,6 +135,8 @@ class MetricsConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = _range(0, 65535, default=9464)
     per_user_labels: bool = False  # adds a `user` label to cost and core-seconds (cardinality = users)
+    # Partition / queue names that may appear as label values; users can write any name into an entry.
+    partitions: tuple[str, ...] = ("rescale",)
 
 
 @dataclass(frozen=True)

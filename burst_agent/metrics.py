@@ -58,6 +58,9 @@ _FAILURE_BY_STATE: dict[JobState, str] = {
     JobState.STAGING_OUT: "stage_out",
 }
 
+# Partition label values allowed by default (config metrics.partitions); anything else is "other".
+DEFAULT_PARTITIONS = ("rescale",)
+
 # Histogram buckets (seconds unless named otherwise), chosen for the ranges each measurement spans.
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TRANSFER_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
@@ -116,10 +119,12 @@ def store_job_counts(db_path: str | Path) -> JobCounts:
 class _ScrapeCollector(Collector):
     """Reads the job store, spool and rate budgets when Prometheus scrapes (never calls the API)."""
 
-    def __init__(self) -> None:
+    def __init__(self, partitions: frozenset[str]) -> None:
         self.job_counts: JobCounts | None = None
         self.spool_backlog: Callable[[], int] | None = None
         self.budgets: Budgets | None = None
+        # Users can write any partition into a spool entry: only the admin's list becomes label values.
+        self.partitions = partitions
 
     def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily(
@@ -139,8 +144,12 @@ class _ScrapeCollector(Collector):
         # A failing source drops its samples from this scrape instead of failing the whole scrape.
         try:
             if self.job_counts is not None:
+                totals: dict[tuple[str, str, str], int] = {}
                 for scheduler, partition, state, count in self.job_counts():
-                    jobs.add_metric([scheduler, partition, state], count)
+                    key = (scheduler, partition if partition in self.partitions else "other", state)
+                    totals[key] = totals.get(key, 0) + count
+                for labels, count in sorted(totals.items()):
+                    jobs.add_metric(list(labels), count)
         except (OSError, sqlite3.Error) as exc:
             log.warning("metrics: cannot read job counts: %s", exc)
         try:
@@ -162,11 +171,17 @@ def _price(value: Decimal | float | str | None) -> float:
 class Metrics:
     """Every burst-agent metric, in a registry of its own; the pipeline calls the event methods."""
 
-    def __init__(self, *, per_user_labels: bool = False, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        per_user_labels: bool = False,
+        registry: CollectorRegistry | None = None,
+        partitions: tuple[str, ...] = DEFAULT_PARTITIONS,
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.per_user_labels = per_user_labels
         r = self.registry
-        self._scrape = _ScrapeCollector()
+        self._scrape = _ScrapeCollector(frozenset(partitions) | {""})
         r.register(self._scrape)
         self.submitted = Counter(
             f"{PREFIX}_jobs_submitted", "Jobs submitted to Rescale.", registry=r

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from burst_agent.config import StagingConfig
@@ -25,6 +25,7 @@ from burst_agent.spool import Spool, submit_entry
 from burst_agent.staging.bundle import write_bundle
 from burst_agent.staging.confined import write_output
 from burst_agent.staging.jobplan import job_plan
+from burst_agent.staging.safepath import UnsafePathError
 
 # Scheduler environment -> request key, first match wins (Slurm, then PBS).
 JOB_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID")
@@ -138,7 +139,9 @@ class Relay:
                 continue
             with os.fdopen(fds[0], "rb") as source:
                 try:
-                    write_output(workdir, Path(rel), source)
+                    write_output(workdir, PurePosixPath(rel), source)
+                except UnsafePathError as exc:  # e.g. a symlink planted where the output goes
+                    self.say(f"output {rel!r} refused: {exc}")
                 except OSError as exc:
                     self.say(f"output {rel} not written: {exc}")
         self.ask({"op": "delivered", "entry": entry})

@@ -84,7 +84,7 @@ def build_context(config: Config, *, log: Any | None = None, **client_options: A
     token = load_token(TokenSource(credential_name=api.token_credential, file=api.token_file,
                                    env_var=api.token_env))
     register_secret(token.reveal())
-    metrics = Metrics(per_user_labels=config.metrics.per_user_labels)
+    metrics = Metrics(per_user_labels=config.metrics.per_user_labels, partitions=config.metrics.partitions)
     client = RescaleClient.from_config(api, token, on_request=metrics.observe_request, **client_options)
     store = JobStore(config.agent.state_db)
     spool = Spool(config.agent.spool_dir).ensure()

@@ -136,7 +136,7 @@ def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
     return ctx.store.transition(
         job.id, JobState.TRANSLATED, f"{result.coretype} x{result.cores_per_slot} x{result.slots}",
         **paths,
-        job_spec={"body": body, "script": entry.script, "delivery": mode},
+        job_spec={"body": body, "script": entry.script, "delivery": mode}, scheduler=parsed.scheduler,
         coretype=result.coretype, cores_per_slot=result.cores_per_slot, slots=result.slots,
         price_per_core_hour=result.estimated_price_per_hour / (result.cores_per_slot * result.slots),
         project=ctx.config.agent.projects.get(account) if account else None,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 import tempfile
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from burst_agent import failpoints
@@ -13,11 +16,12 @@ from burst_agent.command_wrapper import SCRIPT_NAME
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.progress import TransferProgress
-from burst_agent.relay import INPUT_MANIFEST
+from burst_agent.relay import INPUT_BUNDLE, INPUT_MANIFEST
 from burst_agent.rescale.errors import ValidationError
 from burst_agent.staging.bundle import placement_script, stage_in
 from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan, InputSelectionError
 from burst_agent.staging.jobplan import job_plan
+from burst_agent.staging.safepath import safe_relpath
 from burst_agent.store import JobRecord
 
 
@@ -41,20 +45,46 @@ def _plan(ctx: Context, job: JobRecord, script_file: Path) -> InputPlan:
         raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
 
 
+_LARGE_NAME = re.compile(r"input-large-[0-9]{1,6}")
+
+
+def _entry_file(entry_dir: Path, name: str, owner_uid: int) -> Path:
+    """A file the relay put in the entry: a plain name, a regular file (no symlink), the owner's own.
+
+    The manifest is user-written: without these checks `../../state/token` or a symlink named like
+    the bundle would make the agent upload its own secrets. The entry sits in claimed/ (0700), so the
+    user can no longer change it between this check and the upload.
+    """
+    st = os.lstat(entry_dir / name)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != owner_uid:
+        reason = f"inputs: {name!r} is not a regular file of the job's owner"
+        raise PermanentJobError(reason, stage="stage_in")
+    return entry_dir / name
+
+
 def _prepared_inputs(
     ctx: Context, job: JobRecord, upload: Any, cache_get: Any
 ) -> tuple[list[str], dict[str, str], str]:
     """The relay's prepared inputs: its bundle (uploaded as is) and large files (cached by content)."""
-    inputs = ctx.spool.claimed / job.entry
-    manifest = json.loads((inputs / INPUT_MANIFEST).read_text())
-    large = [InputFile(PurePosixPath(item["rel"]), inputs / item["file"], int(item["size"]))
-             for item in manifest.get("large", [])]
-    plan = InputPlan(workdir=inputs, bundle_members=[], large_files=large)
+    entry_dir = ctx.spool.claimed / job.entry
+    try:
+        manifest = json.loads(_entry_file(entry_dir, INPUT_MANIFEST, job.owner_uid).read_text())
+        large = []
+        for item in manifest.get("large", []):
+            if not _LARGE_NAME.fullmatch(str(item["file"])):
+                raise ValueError(f"unexpected input file name {item['file']!r}")
+            source = _entry_file(entry_dir, item["file"], job.owner_uid)
+            large.append(InputFile(safe_relpath(str(item["rel"])), source, source.stat().st_size))
+        bundle = _entry_file(entry_dir, INPUT_BUNDLE, job.owner_uid)
+        md5s = {str(k): str(v) for k, v in dict(manifest.get("bundle_md5s", {})).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = f"inputs: the relay's input manifest is unusable: {exc}"
+        raise PermanentJobError(reason, stage="stage_in") from exc
+    plan = InputPlan(workdir=entry_dir, bundle_members=[], large_files=large)
     result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=ctx.store.remember_upload,
                       tmpdir=ctx.spool.tmp)
-    bundle_id = upload(inputs / manifest["bundle"], BUNDLE_NAME)
-    md5s = {**manifest.get("bundle_md5s", {}), **result.input_md5}
-    return [bundle_id, *result.file_ids], md5s, placement_script(plan)
+    bundle_id = upload(bundle, BUNDLE_NAME)
+    return [bundle_id, *result.file_ids], {**md5s, **result.input_md5}, placement_script(plan)
 
 
 def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:

@@ -69,7 +69,8 @@ def key_paths(cls: type, prefix: str = "", into_lists: bool = False) -> list[str
         if dataclasses.is_dataclass(tp):
             paths += key_paths(tp, f"{path}.", into_lists)
         elif into_lists and typing.get_origin(tp) is tuple:
-            paths += key_paths(typing.get_args(tp)[0], f"{path}[].", into_lists)
+            item = typing.get_args(tp)[0]
+            paths += key_paths(item, f"{path}[].", into_lists) if dataclasses.is_dataclass(item) else []
     return paths
 
 
