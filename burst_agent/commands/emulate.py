@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-path-prefix", default="/api/", help="path prefix faults apply to")
     parser.add_argument("--seed", type=int, help="seed for the fault RNG (reproducible runs)")
     parser.add_argument("--request-log", type=Path, help="append one JSON line per request to this file")
+    parser.add_argument("--persist", action="store_true",
+                        help="keep jobs and files in DATA_DIR/state.json across restarts")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         stop_grace_seconds=args.stop_grace_seconds,
         request_log=args.request_log,
         faults=faults,
+        persist=args.persist,
     )
     try:
         print(f"emulator listening on {handle.url}", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -81,7 +82,9 @@ ROUTES: tuple[tuple[str, tuple[str, ...], View, bool], ...] = (
     ),
     ("/_emulator/stats/", ("GET",), "stats", False),
     ("/_emulator/faults/", ("GET", "POST"), "faults", True),
+    ("/_emulator/outage/", ("POST",), "outage", True),
 )
+OUTAGE_MAX_S = 3600
 
 
 class EmulatorApp:
@@ -92,6 +95,7 @@ class EmulatorApp:
         self._token = token
         self.recorder = recorder
         self.faults: FaultInjector | None = None  # set by the server once the middleware exists
+        self.outage: Callable[[float], None] | None = None  # set by the server: go offline for N s
         self.url_map = Map(
             [
                 Rule(rule, methods=list(methods), endpoint=index)
@@ -136,6 +140,8 @@ class EmulatorApp:
             return json_response(self.stats())
         if view == "faults":
             return self._faults(request)
+        if view == "outage":
+            return self._outage(request)
         return view(self.ctx, request, **values)
 
     def _authenticate(self, request: Request) -> None:
@@ -158,6 +164,22 @@ class EmulatorApp:
         data.update(self.recorder.snapshot())
         data["faultsInjected"] = dict(self.faults.injected) if self.faults else {}
         return data
+
+    def _outage(self, request: Request) -> Response:
+        """POST {"seconds": N}: refuse connections for N seconds, starting just after this answer."""
+        body = json_body(request)
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        valid = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        if not valid or not 0 < seconds <= OUTAGE_MAX_S:
+            raise ApiError(400, {"seconds": [f"A number of seconds in (0, {OUTAGE_MAX_S}] is required."]})
+        if self.outage is None:
+            raise ApiError(404, "Not found.")
+        outage = self.outage
+        # Let this answer go out before the listening socket closes.
+        timer = threading.Timer(0.1, outage, args=(float(seconds),))
+        timer.daemon = True
+        timer.start()
+        return json_response({"offlineSeconds": seconds}, 202)
 
     def _faults(self, request: Request) -> Response:
         if self.faults is None:

@@ -1,4 +1,5 @@
-"""Fault injection middleware: 429 with Retry-After, 500, latency, dropped connections, truncation."""
+"""Fault injection middleware: 429 with Retry-After, 500, latency, dropped connections, truncation,
+and lost replies (the request is carried out, then the connection drops before the answer)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from werkzeug.wrappers import Response
 
-PROBABILITIES = ("fault_429", "fault_500", "fault_drop", "fault_truncate")
+PROBABILITIES = ("fault_429", "fault_500", "fault_drop", "fault_truncate", "fault_lost_reply")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class FaultSettings:
     fault_500: float = 0.0
     fault_drop: float = 0.0
     fault_truncate: float = 0.0
+    fault_lost_reply: float = 0.0
     latency_ms: int = 0
     retry_after: int = 1
     methods: tuple[str, ...] = ()  # empty: every method
@@ -101,10 +103,14 @@ class FaultInjector:
             time.sleep(settings.latency_ms / 1000)
         if "fault_drop" in hits:
             environ["emulator.fault"] = "drop"
-            sock = environ.get("werkzeug.socket")
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-            raise ConnectionAbortedError("fault injection: connection dropped")
+            _drop(environ)
+        if "fault_lost_reply" in hits and not hits & {"fault_429", "fault_500"}:
+            environ["emulator.fault"] = "lost_reply"
+            body = self.app(environ, lambda *args: None)  # the work is done; its answer never arrives
+            for _chunk in body:
+                pass
+            getattr(body, "close", lambda: None)()
+            _drop(environ)
         if "fault_429" in hits:
             environ["emulator.fault"] = "429"
             body = {"detail": f"Request was throttled. Expected available in {settings.retry_after} seconds."}
@@ -140,6 +146,13 @@ class FaultInjector:
         body = self.app(environ, capture)
         environ["emulator.fault"] = "truncate"
         return _Truncating(body, (length[0] // 2) if length else 0)
+
+
+def _drop(environ: dict[str, Any]) -> NoReturn:
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
+    raise ConnectionAbortedError("fault injection: connection dropped")
 
 
 class _Truncating:

@@ -47,6 +47,7 @@ class JobRunner:
         self.step = step_seconds
         self.grace = stop_grace_seconds
         self._closing = threading.Event()
+        self._suspending = False  # shutdown(suspend=True): leave jobs as they are, for a reload
 
     def submit(self, job: Job) -> None:
         with self.store.lock:
@@ -63,11 +64,33 @@ class JobRunner:
             job.add_status("Stopping")
         job.stop_event.set()
 
-    def shutdown(self) -> None:
+    def resume(self, job: Job) -> None:
+        """Carry on a job a persisted emulator was running when it stopped: its command starts over in a
+        fresh sandbox (the process died with the emulator), statuses already reached are not repeated."""
+        if job.stop_mode is None:
+            shutil.rmtree(self.jobs_dir / job.id / "work", ignore_errors=True)
+            job.work_dir = None
+        target = self._drive if job.stop_mode is None else self._complete
+        job.thread = threading.Thread(target=target, args=(job,), name=f"job-{job.id}", daemon=True)
+        job.thread.start()
+
+    def finish_cluster(self, job: Job) -> None:
+        """A completed job whose cluster shutdown the stop interrupted: record the rest of it."""
+        with self.store.lock:
+            if not job.cluster_statuses:
+                return
+            last = job.cluster_status
+            done = CLUSTER_SHUTDOWN.index(last) + 1 if last in CLUSTER_SHUTDOWN else 0
+            for status in CLUSTER_SHUTDOWN[done:]:
+                job.add_cluster_status(status)
+
+    def shutdown(self, *, suspend: bool = False) -> None:
+        """Stop every job: completed ("Emulator shutting down"), or with `suspend` left unfinished."""
+        self._suspending = suspend
         self._closing.set()
         for job in self.store.jobs_newest_first():
             with self.store.lock:
-                if job.stop_mode is None and not job.completed:
+                if job.stop_mode is None and not job.completed and not suspend:
                     job.stop_mode = "emulator"
             job.stop_event.set()
         for job in self.store.jobs_newest_first():
@@ -82,10 +105,13 @@ class JobRunner:
             log.exception("emulator job %s failed", job.id)
             with self.store.lock:
                 job.stop_mode = job.stop_mode or "error"
-        self._complete(job)
+        if not self._suspending:
+            self._complete(job)
 
     def _pre_execution(self, job: Job) -> bool:
         for job_status, cluster_status in PRE_EXECUTION:
+            if _reached(job, job_status, cluster_status):  # a resumed job
+                continue
             if job.stop_event.wait(self.step):
                 return False
             with self.store.lock:
@@ -123,7 +149,8 @@ class JobRunner:
         }
         command = "\n".join(a["command"] for a in job.analyses)
         with open(work / LOG_NAME, "wb") as out, self.store.lock:
-            job.add_status("Executing")
+            if job.status != "Executing":
+                job.add_status("Executing")
             job.run_started = now_iso()
             job.process = subprocess.Popen(
                 ["bash", "-c", command],
@@ -135,6 +162,8 @@ class JobRunner:
                 start_new_session=True,
             )
         self._wait_process(job, analysis["hardware"].get("walltime"))
+        if self._suspending:
+            return
         with self.store.lock:
             job.run_completed = now_iso()
             keep = STOP_MODES.get(job.stop_mode or "", ("", 0, True))[2]
@@ -190,6 +219,12 @@ class JobRunner:
                 return
             with self.store.lock:
                 job.add_cluster_status(status)
+
+
+def _reached(job: Job, job_status: str | None, cluster_status: str | None) -> bool:
+    with_job = job_status is None or any(s.status == job_status for s in job.statuses)
+    with_cluster = cluster_status is None or any(s.status == cluster_status for s in job.cluster_statuses)
+    return with_job and with_cluster
 
 
 def _terminate(process: subprocess.Popen[bytes], grace: float) -> None:

@@ -21,6 +21,7 @@ from burst_agent.rescale.emulator.app import EmulatorApp
 from burst_agent.rescale.emulator.catalogue import Catalogue, load_coretypes
 from burst_agent.rescale.emulator.context import Context
 from burst_agent.rescale.emulator.faults import FaultInjector, FaultSettings
+from burst_agent.rescale.emulator.persist import STATE_FILE, Persister, load, restore
 from burst_agent.rescale.emulator.reqlog import RecordingMiddleware, RequestRecorder
 from burst_agent.rescale.emulator.runner import JobRunner
 from burst_agent.rescale.emulator.store import Store
@@ -38,6 +39,9 @@ class EmulatorOptions:
     stop_grace_seconds: float = 2.0
     request_log: Path | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
+    # Keep state in DATA/state.json and reload it on start; a stop then leaves running jobs unfinished,
+    # and the next start runs their commands again (see README "State").
+    persist: bool = False
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -59,6 +63,7 @@ class EmulatorHandle:
         faults: FaultInjector,
         token: Token,
         url: str,
+        persister: Persister | None = None,
     ) -> None:
         self._server = server
         self.app = app
@@ -67,10 +72,51 @@ class EmulatorHandle:
         self.faults = faults
         self._token = token
         self.url = url
-        self._thread = threading.Thread(
+        self._persister = persister
+        self._address = server.socket.getsockname()[:2]
+        self._wsgi = server.app
+        self._http_lock = threading.Lock()
+        self._outage_timer: threading.Timer | None = None
+        self._thread = self._serve(server)
+        self._stopped = False
+
+    @staticmethod
+    def _serve(server: Any) -> threading.Thread:
+        thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="emulator-http", daemon=True
         )
-        self._stopped = False
+        thread.start()
+        return thread
+
+    @property
+    def online(self) -> bool:
+        with self._http_lock:
+            return self._server is not None
+
+    def go_offline(self, seconds: float | None = None) -> None:
+        """Close the listening socket: the API refuses connections, while jobs keep running (as on
+        Rescale when the API is unreachable). Back online after `seconds`, or at `go_online()`."""
+        with self._http_lock:
+            if self._outage_timer is not None:
+                self._outage_timer.cancel()
+                self._outage_timer = None
+            server, self._server = self._server, None
+            if seconds is not None:
+                self._outage_timer = threading.Timer(seconds, self.go_online)
+                self._outage_timer.daemon = True
+                self._outage_timer.start()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def go_online(self) -> None:
+        """Listen again on the same address (the same URL)."""
+        with self._http_lock:
+            if self._server is not None or self._stopped:
+                return
+            host, port = self._address
+            self._server = _make_server(host, port, self._wsgi)
+            self._thread = self._serve(self._server)
 
     @property
     def token(self) -> str:
@@ -89,10 +135,11 @@ class EmulatorHandle:
     def stop(self) -> None:
         if self._stopped:
             return
+        self.go_offline()
         self._stopped = True
-        self._server.shutdown()
-        self._server.server_close()
-        self._runner.shutdown()
+        self._runner.shutdown(suspend=self._persister is not None)
+        if self._persister is not None:
+            self._persister.stop()
         self._recorder.close()
 
     def __enter__(self) -> EmulatorHandle:
@@ -117,23 +164,34 @@ def start_emulator(data_dir: Path | str, token: str | Token, **options: Any) -> 
     (data / "jobs").mkdir(parents=True, exist_ok=True)
     store = Store()
     runner = JobRunner(store, data / "jobs", opts.step_seconds, opts.stop_grace_seconds)
+    persister = None
+    if opts.persist:
+        state = load(data / STATE_FILE)
+        unfinished = restore(store, state) if state is not None else []
+        for job in store.jobs_newest_first():
+            if job.completed:
+                runner.finish_cluster(job)
+        for job in unfinished:
+            runner.resume(job)
+        persister = Persister(store, data / STATE_FILE).start()
     ctx = Context(store, Catalogue.build(load_coretypes(opts.coretypes_file)), runner, data / "files")
     recorder = RequestRecorder(opts.request_log)
     app = EmulatorApp(ctx, secret.reveal(), recorder)
     injector = FaultInjector(app, faults)
     app.faults = injector
-    server = make_server(
-        opts.host,
-        opts.port,
-        RecordingMiddleware(injector, recorder),
-        threaded=True,
-        request_handler=_QuietHandler,
-    )
-    server.daemon_threads = True
+    server = _make_server(opts.host, opts.port, RecordingMiddleware(injector, recorder))
     host, port = server.socket.getsockname()[:2]
-    handle = EmulatorHandle(server, app, runner, recorder, injector, secret, f"http://{host}:{port}")
-    handle._thread.start()
+    handle = EmulatorHandle(
+        server, app, runner, recorder, injector, secret, f"http://{host}:{port}", persister
+    )
+    app.outage = handle.go_offline
     return handle
+
+
+def _make_server(host: str, port: int, wsgi: Any) -> Any:
+    server = make_server(host, port, wsgi, threaded=True, request_handler=_QuietHandler)
+    server.daemon_threads = True
+    return server
 
 
 class EmulatorProcess:
