@@ -64,15 +64,47 @@ def _export_line(env: Mapping[str, str]) -> str:
     return "export " + " ".join(parts)
 
 
+# Slurm scripts call `srun` for their parallel steps; Rescale nodes have no Slurm. This stand-in drops
+# srun's own options and runs the step with mpirun across the job's tasks (or directly for one task).
+SRUN_SHIM = r"""#!/bin/bash
+# burst-agent stand-in for srun on Rescale
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --) shift; break ;;
+    -n|-N|-c|-J|-o|-e|-p|-t|-w|-x|-C|-G|-D) shift 2 ;;
+    -*) shift ;;
+    *) break ;;
+  esac
+done
+if [ "${SLURM_NTASKS:-1}" -gt 1 ] && command -v mpirun >/dev/null 2>&1; then
+  hosts=(); [ -s "$HOME/machinefile" ] && hosts=(-machinefile "$HOME/machinefile")
+  exec mpirun "${hosts[@]}" -np "$SLURM_NTASKS" "$@"
+fi
+exec "$@"
+"""
+SHIM_DIR = ".burst/bin"
+
+
+def _shim_lines() -> list[str]:
+    return [
+        f"mkdir -p {SHIM_DIR} && cat > {SHIM_DIR}/srun <<'BURST_SRUN'",
+        SRUN_SHIM.rstrip("\n"),
+        "BURST_SRUN",
+        f'chmod +x {SHIM_DIR}/srun; export PATH="$PWD/{SHIM_DIR}:$PATH"  # Slurm is not there remotely',
+    ]
+
+
 def build_command(
     env: Mapping[str, str], interpreter: tuple[str, ...], *, ntasks: int, script_name: str = SCRIPT_NAME,
-    nodefile: bool = False,
+    nodefile: bool = False, srun_shim: bool = False,
 ) -> str:
     """Bash text Rescale runs in the job's working directory (where the inputs are extracted)."""
     script = shlex.quote(script_name)
     lines = ["# burst-agent: run the batch script as its scheduler would, keep its exit code"]
     if env:
         lines.append(_export_line(env))
+    if srun_shim:
+        lines += _shim_lines()
     if nodefile:
         lines.append(
             f'if [ -s "$HOME/machinefile" ]; then cp "$HOME/machinefile" {NODEFILE}; '

@@ -246,7 +246,8 @@ def translate(
         job_id=job_id, job_name=name, array_job_id=ids.get("array_job_id"),
     )
     command = build_command(
-        sched_env, parsed.interpreter, ntasks=req.ntasks, nodefile=parsed.scheduler == "pbs"
+        sched_env, parsed.interpreter, ntasks=req.ntasks, nodefile=parsed.scheduler == "pbs",
+        srun_shim=parsed.scheduler == "slurm",
     )
     analysis: dict[str, Any] = {
         "analysis": {"code": code, "version": version},
