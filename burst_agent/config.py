@@ -89,6 +89,7 @@ class TranslateConfig:
     coretype: str = "auto"
     default_walltime_hours: float = _range(0.01, None, default=1.0)
     max_walltime_hours: float = _range(0.01, None, default=168.0)
+    max_cores_per_job: int = _range(1, None, default=100_000)  # coresPerSlot x slots; above: rejected
     gpu_coretypes: dict[str, float] = field(default_factory=dict)
     rules: tuple[CoretypeRule, ...] = ()
     analysis_code: str = "user_included"
@@ -247,13 +248,19 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> di
         if not name.startswith(ENV_PREFIX):
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if not keys:
+            raise ConfigError(f"environment {name}: names no key (expected {ENV_PREFIX}SECTION__KEY)")
         node = data
         for key in keys[:-1]:
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"environment {name}: {key} is not a section")
             node = child
-        node[keys[-1]] = yaml.safe_load(raw)
+        try:
+            node[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", exc)
+            raise ConfigError(f"environment {name}: not a YAML value: {problem}") from exc
     return data
 
 
@@ -277,6 +284,8 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
         try:
             data = yaml.safe_load(text) or {}
+        except RecursionError as exc:
+            raise ConfigError(f"{path}: nested too deeply to be a config") from exc
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -30,6 +30,8 @@ IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".swp", "~")
 # Directory modes (see docs/spool.md): users may drop into incoming/ and tmp/ but not list them.
 # incoming/ and tmp/ are setgid: an entry directory a user makes there belongs to the agent's group,
 # so the agent (group rwx on it, see submit_entry) may rename it into claimed/ and later empty it.
+# failed/<name>.unmovable.reason: an entry refused where it lies (the agent could not move it).
+UNMOVABLE = ".unmovable"
 DIR_MODES: dict[str, int] = {
     "incoming": 0o3733,
     "tmp": 0o3733,
@@ -123,14 +125,17 @@ def _fsync_dir(path: Path) -> None:
 def _read_capped(name: str, dir_fd: int, filename: str, what: str, cap: int, uid: int | None) -> bytes:
     try:
         fd = os.open(filename, _OPEN_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise EntryRejected(name, f"{what} is a symlink") from exc
-        raise
+        raise EntryRejected(name, f"cannot open {what}: {exc.strerror}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which refuses a directory
+        os.close(fd)
+        raise EntryRejected(name, f"{what} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise EntryRejected(name, f"{what} is not a regular file")
         if st.st_nlink != 1:
             raise EntryRejected(name, f"{what} has {st.st_nlink} hard links")
         if uid is not None and st.st_uid != uid:
@@ -150,13 +155,29 @@ def _text(name: str, data: bytes, what: str) -> str:
         raise EntryRejected(name, f"{what} is not UTF-8 text (invalid byte at offset {exc.start})") from exc
 
 
+# Refused as sbatch refuses them (a BOM hides the #! line and every directive after it).
+_SCRIPT_FORMS: tuple[tuple[Callable[[str], bool], str], ...] = (
+    (lambda text: text.startswith("\ufeff"), "script starts with a byte order mark (save it without BOM)"),
+    (lambda text: "\r\n" in text, "script contains DOS line breaks (\\r\\n): convert it with dos2unix"),
+)
+
+
+def _has_command(text: str) -> bool:
+    return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
+
+
 def check_script(name: str, data: bytes, cap: int = SCRIPT_MAX_BYTES) -> str:
-    """The script as text, or EntryRejected (size, NUL, encoding, empty)."""
+    """The script as text, or EntryRejected (size, NUL, encoding, BOM, CRLF, empty, no command)."""
     if len(data) > cap:
         raise EntryRejected(name, f"script is larger than the {cap}-byte limit")
     text = _text(name, data, "script")
     if not text.strip():
         raise EntryRejected(name, "script is empty")
+    for refused, reason in _SCRIPT_FORMS:
+        if refused(text):
+            raise EntryRejected(name, reason)
+    if not _has_command(text):
+        raise EntryRejected(name, "script has no command: only comments and directives")
     return text
 
 
@@ -167,6 +188,8 @@ def check_request(name: str, data: bytes) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise EntryRejected(name, f"{REQUEST} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise EntryRejected(name, f"{REQUEST} is nested too deeply") from exc
     if not isinstance(value, dict):
         raise EntryRejected(name, f"{REQUEST} must hold a JSON object")
     return value
@@ -237,7 +260,14 @@ class Spool:
         Plain files modified within `plain_settle_s` are held back: someone may still be writing them.
         """
         limit = (self._clock() - self.plain_settle_s) * 1e9
-        return [name for mtime, name, plain in self._scan(self.incoming) if not plain or mtime <= limit]
+        return [
+            name for mtime, name, plain in self._scan(self.incoming)
+            if (not plain or mtime <= limit) and not self.unmovable(name)
+        ]
+
+    def unmovable(self, name: str) -> bool:
+        """An entry refused where it lies; its reason is failed/<name>.unmovable.reason."""
+        return os.path.lexists(self.failed / f"{name}{UNMOVABLE}.reason")
 
     def unsettled_until(self) -> float | None:
         """When the newest held-back plain file becomes eligible (for the watcher), or None."""
@@ -269,6 +299,12 @@ class Spool:
         except FileExistsError as exc:
             reason = "an entry with the same name is already claimed"
             self.quarantine(src, reason)
+            raise EntryRejected(name, reason) from exc
+        except PermissionError as exc:
+            # A directory the agent may not write cannot be moved, not even into failed/: its reason
+            # is written beside failed/ and list_incoming() passes it over from now on.
+            reason = f"cannot claim the entry: {exc.strerror} (is it readable and writable by the agent?)"
+            self._write_reason(self.failed / f"{name}{UNMOVABLE}", src, reason)
             raise EntryRejected(name, reason) from exc
         return dst
 

@@ -236,6 +236,14 @@ def translate(
     """Pick the hardware and build the POST /api/v2/jobs/ body for a parsed script."""
     req = parsed.request
     choice = choose_hardware(req, catalogue, cfg)
+    cores = choice.cores_per_slot * choice.slots
+    if cores > cfg.max_cores_per_job:
+        where = parsed.location("nodes") if req.nodes else parsed.location("ntasks")
+        raise TranslateError(
+            f"the job comes to {cores} cores ({choice.slots} x {choice.cores_per_slot}); this site allows"
+            f" at most {cfg.max_cores_per_job} (translate.max_cores_per_job)",
+            line=where.line, directive=where.directive,
+        )
     hours, warnings = walltime_hours(parsed, cfg)
     code, version = choose_analysis(parsed.modules, cfg)
     name = req.job_name or job_name_hint or DEFAULT_JOB_NAME

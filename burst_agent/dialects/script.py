@@ -40,6 +40,8 @@ def parse_script(
     """Read the prologue's directives (and the scheduler's merged request, which wins)."""
     if scheduler not in SCHEDULERS:
         raise TranslateError(f"unknown scheduler {scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
+    if text.startswith("\ufeff"):  # it would hide the #! line and so every directive after it
+        raise TranslateError("the script starts with a byte order mark: save it without BOM", line=1)
     lines = script_lines(text)
     scanned = {name: scan(lines, prefix) for name, (prefix, _parse, _tag) in _DIALECTS.items()}
     if scheduler == "auto":

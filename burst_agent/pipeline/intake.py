@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from burst_agent.dialects import parse_script
 from burst_agent.lifecycle import JobState
@@ -11,7 +12,7 @@ from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.outpaths import expand
 from burst_agent.relay import INPUT_MANIFEST
 from burst_agent.request import JobRequest, TranslateError
-from burst_agent.spool import AlreadyClaimed, EntryRejected, SpoolEntry
+from burst_agent.spool import REQUEST, AlreadyClaimed, EntryRejected, SpoolEntry
 from burst_agent.store import JobRecord
 from burst_agent.translate import translate
 
@@ -31,13 +32,18 @@ def delivery(entry: SpoolEntry) -> str:
     as the user, shows the log and writes the outputs. direct: an entry of the agent's own user, who
     may use the workdir itself. Another user's workdir entry must come through the relay.
     """
-    if entry.kind != "dir" or not (entry.request or {}).get("workdir"):
+    workdir = (entry.request or {}).get("workdir")
+    if entry.kind != "dir" or not workdir:
         return "plain"
+    if not isinstance(workdir, str):
+        raise EntryRejected(entry.name, f"{REQUEST}: workdir must be a string")
     if (entry.path / INPUT_MANIFEST).is_file():
         return "relay"
-    if entry.owner_uid == os.geteuid():
-        return "direct"
-    raise EntryRejected(entry.name, "another user's job must come through `burst-agent relay`")
+    if entry.owner_uid != os.geteuid():
+        raise EntryRejected(entry.name, "another user's job must come through `burst-agent relay`")
+    if not os.path.isdir(workdir):
+        raise EntryRejected(entry.name, f"workdir {workdir}: No such file or directory")
+    return "direct"
 
 
 def uses_workdir(entry: SpoolEntry) -> bool:
@@ -63,6 +69,16 @@ def output_paths(
             "stderr_path": str(stderr) if stderr else None}
 
 
+def _id_text(entry: SpoolEntry, request: dict[str, Any], key: str) -> str | None:
+    """job_id / array_task_id as text; request.json is user-written, so its types are checked."""
+    value = request.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EntryRejected(entry.name, f"{REQUEST}: {key} must be a string or an integer")
+    return str(value)
+
+
 def record_entry(ctx: Context, entry: SpoolEntry) -> JobRecord:
     """A RECEIVED job for a claimed entry (idempotent: a restart finds the existing record)."""
     existing = ctx.store.by_entry(entry.name)
@@ -75,8 +91,8 @@ def record_entry(ctx: Context, entry: SpoolEntry) -> JobRecord:
         reconcile_key=reconcile_key(ctx.config.agent.cluster_name, entry.name),
         owner_uid=entry.owner_uid,
         owner_name=entry.owner_name,
-        scheduler_job_id=request.get("job_id"),
-        array_task_id=str(request["array_task_id"]) if request.get("array_task_id") is not None else None,
+        scheduler_job_id=_id_text(entry, request, "job_id"),
+        array_task_id=_id_text(entry, request, "array_task_id"),
         request=request,
         output_dir=output_dir,
     )
@@ -95,17 +111,27 @@ def intake(ctx: Context, recovered: list[str] | None = None) -> int:
         try:
             entry = ctx.spool.load(name) if name in recorded else ctx.spool.take(name)
             delivery(entry)  # an entry nobody may deliver is rejected now, with its reason
+            job = record_entry(ctx, entry)
         except AlreadyClaimed:
             continue
-        except EntryRejected as exc:
+        except (EntryRejected, OSError, ValueError, RecursionError) as exc:
+            # Whatever an entry does, it must not wedge intake: it goes to failed/ with the reason.
+            reason = exc.reason if isinstance(exc, EntryRejected) else f"cannot load the entry: {exc}"
             if os.path.lexists(ctx.spool.claimed / name):  # take() quarantines what it rejects itself
-                ctx.spool.quarantine(name, exc.reason)
-            ctx.log.warning("spool entry rejected", entry=name, reason=exc.reason)
+                ctx.spool.quarantine(name, reason)
+            ctx.log.warning("spool entry rejected", entry=name, reason=reason)
             continue
-        job = record_entry(ctx, entry)
         ctx.job_log(job).info("job received", owner_uid=job.owner_uid)
         count += 1
     return count
+
+
+def _rejection(entry: str, exc: Exception) -> str:
+    if isinstance(exc, TranslateError):
+        return exc.render(entry)
+    if isinstance(exc, EntryRejected):
+        return exc.reason
+    return f"{entry}: cannot translate: {exc}"
 
 
 def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
@@ -118,8 +144,9 @@ def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
             parsed, ctx.catalogue.get(), ctx.config.translate, job_name_hint=job.entry,
             job_ids={"job_id": job.scheduler_job_id} if job.scheduler_job_id else None,
         )
-    except (TranslateError, EntryRejected) as exc:
-        reason = exc.render(job.entry) if isinstance(exc, TranslateError) else exc.reason
+    except (TranslateError, EntryRejected, ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+        # Translation is pure: what fails now fails on every retry, so the job fails with the reason.
+        reason = _rejection(job.entry, exc)
         ctx.spool.quarantine(job.entry, reason)
         log.warning("job rejected", reason=reason)
         return ctx.finish(job, JobState.FAILED, reason, reason_class="translate", failure_reason=reason)
