@@ -7,16 +7,10 @@ import os
 import tarfile
 from pathlib import Path
 
+from fstree import make_tree as _tree
+
 from burst_agent.staging.bundle import BUNDLE_NAME, build_bundle, hash_file, placement_script, stage_in
 from burst_agent.staging.inputs import plan_inputs
-
-
-def _tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
 
 
 class FakeRemote:

@@ -6,16 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from fstree import make_tree as _tree
 
 from burst_agent.staging.inputs import InputPatternError, InputTooLargeError, plan_inputs
-
-
-def _tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
 
 
 def _rels(plan) -> list[str]:
