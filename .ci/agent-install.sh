@@ -7,6 +7,9 @@ prefix=/opt/burst-agent
 
 id burst-agent >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/burst-agent \
   --shell /usr/sbin/nologin burst-agent
+if ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
 if [ ! -x "$prefix/venv/bin/python" ]; then
   /usr/bin/python3 -m venv "$prefix/venv"
 fi
