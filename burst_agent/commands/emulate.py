@@ -13,6 +13,16 @@ def _probability(text: str) -> float:
     return value
 
 
+def _regex(text: str) -> str:
+    import re
+
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regular expression: {exc}") from exc
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1 only)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
@@ -42,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fault-methods", default="", help="comma-separated methods faults apply to (default all)"
     )
     parser.add_argument("--fault-path-prefix", default="/api/", help="path prefix faults apply to")
+    parser.add_argument("--fault-path-pattern", type=_regex, default="",
+                        help="regular expression the whole path must match for a fault (default any)")
     parser.add_argument("--seed", type=int, help="seed for the fault RNG (reproducible runs)")
     parser.add_argument("--request-log", type=Path, help="append one JSON line per request to this file")
     parser.add_argument("--persist", action="store_true",
@@ -70,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         methods=tuple(m.strip().upper() for m in args.fault_methods.split(",") if m.strip()),
         path_prefix=args.fault_path_prefix,
+        path_pattern=args.fault_path_pattern,
         seed=args.seed,
     )
     stop = threading.Event()

@@ -193,7 +193,9 @@ def tag_assign_submit(ctx: Context, job: JobRecord) -> JobRecord:
     if job.project and organization and not job.project_done:
         ctx.client.set_job_project(remote_id, job.project, organization=organization)
         job = ctx.store.update(job.id, project_done=True)
-    if job.submit_attempted_at is None or not _already_submitted(ctx, job):
+    if job.submit_attempted_at is not None and _already_submitted(ctx, job):
+        ctx.job_log(job).info("remote job reconciled after an interrupted submit")
+    else:
         job = ctx.store.update(job.id, submit_attempted_at=ctx.clock())
         try:
             ctx.client.submit_job(remote_id)

@@ -32,6 +32,19 @@ def test_fault_endpoint_rejects_bad_settings(emulator, auth):
     assert response.status_code == 400
 
 
+def test_path_pattern_scopes_faults_to_whole_path_matches(emulator, api, auth):
+    emulator.set_faults(fault_500=1.0, path_pattern="/api/v2/jobs/")
+    assert requests.get(f"{api}jobs/", headers=auth, timeout=10).status_code == 500
+    assert requests.get(f"{api}jobs/nojob/statuses/", headers=auth, timeout=10).status_code == 404
+
+
+def test_fault_endpoint_rejects_a_bad_path_pattern(emulator, auth):
+    response = requests.post(
+        f"{emulator.url}/_emulator/faults/", headers=auth, json={"path_pattern": "(["}, timeout=10
+    )
+    assert response.status_code == 400 and "path_pattern" in response.text
+
+
 def test_dropped_connection(emulator, api, auth):
     emulator.set_faults(fault_drop=1.0)
     with pytest.raises(requests.exceptions.ConnectionError):

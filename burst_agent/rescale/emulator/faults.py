@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -20,7 +21,8 @@ PROBABILITIES = ("fault_429", "fault_500", "fault_drop", "fault_truncate", "faul
 
 @dataclass(frozen=True)
 class FaultSettings:
-    """Probabilities in [0, 1]; faults only hit requests matching `methods` and `path_prefix`."""
+    """Probabilities in [0, 1]; faults only hit requests matching `methods`, `path_prefix` and
+    `path_pattern` (a regular expression the whole path must match; empty: any path)."""
 
     fault_429: float = 0.0
     fault_500: float = 0.0
@@ -31,6 +33,7 @@ class FaultSettings:
     retry_after: int = 1
     methods: tuple[str, ...] = ()  # empty: every method
     path_prefix: str = "/api/"
+    path_pattern: str = ""
     seed: int | None = None
 
     def merged(self, patch: dict[str, Any]) -> FaultSettings:
@@ -53,6 +56,9 @@ class FaultSettings:
                 values[key] = tuple(m.upper() for m in value) if ok else ()
             elif key == "path_prefix":
                 errors += [] if isinstance(value, str) else ["path_prefix must be a string"]
+                values[key] = value
+            elif key == "path_pattern":
+                errors += _pattern_errors(value)
                 values[key] = value
             elif key == "seed":
                 ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
@@ -89,7 +95,7 @@ class FaultInjector:
         with self._lock:
             s = self.settings
             path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
-            if not path.startswith(s.path_prefix) or (s.methods and method not in s.methods):
+            if not _applies(s, method, path):
                 return s, set()
             hits = {
                 name for name in PROBABILITIES if getattr(s, name) and self._rng.random() < getattr(s, name)
@@ -146,6 +152,24 @@ class FaultInjector:
         body = self.app(environ, capture)
         environ["emulator.fault"] = "truncate"
         return _Truncating(body, (length[0] // 2) if length else 0)
+
+
+def _pattern_errors(value: Any) -> list[str]:
+    if not isinstance(value, str):
+        return ["path_pattern must be a string"]
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return [f"path_pattern is not a valid regular expression: {exc}"]
+    return []
+
+
+def _applies(s: FaultSettings, method: str, path: str) -> bool:
+    return (
+        path.startswith(s.path_prefix)
+        and (not s.methods or method in s.methods)
+        and (not s.path_pattern or re.fullmatch(s.path_pattern, path) is not None)
+    )
 
 
 def _drop(environ: dict[str, Any]) -> NoReturn:

@@ -22,11 +22,14 @@ class RequestRecorder:
         self.by_status: Counter[str] = Counter()
         self._fh: IO[str] | None = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else None  # noqa: SIM115
 
-    def record(self, entry: dict[str, Any]) -> None:
+    def count(self, method: str, template: str, status: int | None) -> None:
+        with self._lock:
+            self.by_template[f"{method} {template}"] += 1
+            self.by_status[str(status)] += 1
+
+    def log(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry, separators=(",", ":"))
         with self._lock:
-            self.by_template[f"{entry['method']} {entry['template']}"] += 1
-            self.by_status[str(entry["status"])] += 1
             if self._fh is not None:
                 self._fh.write(line + "\n")
 
@@ -63,14 +66,19 @@ class RecordingMiddleware:
         try:
             body = self.app(environ, capture)
         except BaseException:
-            self._record(environ, None, 0, started)
+            self._count(environ, None)
+            self._log(environ, None, 0, started)
             raise
-        return _Counted(
-            body, lambda sent: self._record(environ, status[0] if status else None, sent, started)
-        )
+        # Counted before the body goes out: a client that got its answer sees it in /_emulator/stats/.
+        self._count(environ, status[0] if status else None)
+        return _Counted(body, lambda sent: self._log(environ, status[0] if status else None, sent, started))
 
-    def _record(self, environ: dict[str, Any], status: int | None, sent: int, started: float) -> None:
-        self.recorder.record(
+    def _count(self, environ: dict[str, Any], status: int | None) -> None:
+        method, template = environ.get("REQUEST_METHOD", ""), environ.get("emulator.rule", UNMATCHED)
+        self.recorder.count(method, template, status)
+
+    def _log(self, environ: dict[str, Any], status: int | None, sent: int, started: float) -> None:
+        self.recorder.log(
             {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "method": environ.get("REQUEST_METHOD", ""),
