@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from burst_agent.command_wrapper import EXIT_CODE_FILE
 from burst_agent.lifecycle import JobState, failure_reason
 from burst_agent.pipeline.context import REMOTE_LOG, Context
 from burst_agent.pipeline.progress import TransferProgress
+from burst_agent.pipeline.submit import PermanentJobError
 from burst_agent.staging.jobplan import CONTROL_FILES
 from burst_agent.staging.outputs import (
     DEFAULT_SKIP,
@@ -118,10 +120,25 @@ def _final(job: JobRecord, exit_code: int | None) -> tuple[JobState, str | None,
     return JobState.DONE, None, None
 
 
+def _require_output_dir(job: JobRecord) -> None:
+    """A job dir deleted while the job ran is not coming back: fail the job rather than retry forever.
+    (Other errors, e.g. a stale NFS handle, stay retryable.)"""
+    assert job.output_dir is not None  # narrowing: every recorded job has an output dir
+    try:
+        problem = None if stat.S_ISDIR(os.stat(job.output_dir).st_mode) else "is no longer a directory"
+    except (FileNotFoundError, NotADirectoryError):
+        problem = "no longer exists"
+    if problem:
+        reason = f"output directory {job.output_dir} {problem}; the outputs stay on Rescale with job " \
+                 f"{job.remote_job_id}"
+        raise PermanentJobError(reason, stage="stage_out")
+
+
 def collect(ctx: Context, job: JobRecord) -> JobRecord:
     """STAGING_OUT -> DONE | FAILED | CANCELLED once every wanted output is safely in place."""
     assert job.remote_job_id is not None  # narrowing: only submitted jobs reach staging-out
     log = ctx.job_log(job)
+    _require_output_dir(job)
     files = list(ctx.client.iter_job_files(job.remote_job_id))
     named = _by_path(files)
     exit_code = _exit_code(ctx, named)

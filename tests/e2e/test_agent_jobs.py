@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -58,6 +59,18 @@ def test_cancel_stops_the_remote_job(rig):
     assert job.state is JobState.CANCELLED
     assert job.stop_requested_at is not None
     assert (work / "started.txt").exists()  # outputs produced so far still come back
+
+
+def test_a_workdir_deleted_mid_job_fails_the_job_instead_of_retrying_forever(rig):
+    work = rig.workdir("gone")
+    rig.start()
+    entry = rig.submit("#!/bin/bash\nsleep 2\necho result > r.txt\n", work)
+    rig.wait_job(entry, lambda j: j.remote_job_id is not None, what="a remote job")
+    shutil.rmtree(work)
+    job = rig.wait_terminal(entry, timeout=40)
+    assert job.state is JobState.FAILED and f"output directory {work} no longer exists" in job.failure_reason
+    assert job.remote_job_id in job.failure_reason  # where the outputs still are
+    assert "no longer exists" in (rig.spool.failed / f"{entry}.reason").read_text()
 
 
 def test_unsafe_remote_output_paths_are_refused(rig, tmp_path):
