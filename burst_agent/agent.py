@@ -26,6 +26,7 @@ from burst_agent.pipeline.submit import PermanentJobError
 from burst_agent.pipeline.watch import poll
 from burst_agent.relayserver import RelayServer
 from burst_agent.rescale.errors import RateLimitedError
+from burst_agent.rescale.ratelimit import BURST_SECONDS
 from burst_agent.sdnotify import Notifier
 from burst_agent.spool import SpoolWatcher
 
@@ -33,6 +34,8 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
 STOP_WAIT_S = 10.0
 ORPHAN_CHECK_S = 30.0
+LAST_START_KEY = "last_start"
+CLEAN_STOP_KEY = "stopped_cleanly"
 
 
 @dataclass
@@ -220,7 +223,24 @@ class Agent:
         """Count what a restart resumes; the loops pick every non-terminal job up from its state."""
         counts = {state.value: n for state, n in self.ctx.store.counts_by_state().items() if n}
         self.ctx.log.info("state recovered", **counts)
+        self._pace_quick_restart()
         return counts
+
+    def _pace_quick_restart(self) -> None:
+        """No fresh burst of API calls for an agent that died and was started again within a burst
+        window: a crash loop under systemd's Restart= would otherwise spend a minute of Rescale's budget
+        every few seconds. A clean stop (SIGTERM, as `systemctl restart` sends) keeps the burst."""
+        now = time.time()
+        previous = self.ctx.store.swap_meta(LAST_START_KEY, repr(now))
+        stopped_cleanly = self.ctx.store.swap_meta(CLEAN_STOP_KEY, "no") == "yes"
+        try:
+            since = now - float(previous or "nan")
+        except ValueError:
+            since = float("nan")
+        if not stopped_cleanly and 0 <= since < BURST_SECONDS:  # False for nan: a first start
+            self.ctx.client.budgets.drain()
+            self.ctx.log.warning("restarted soon after a crash: API budgets start empty",
+                                 seconds_since_previous_start=round(since, 1))
 
     def run(self) -> None:
         """Serve until stop(): intake on arrival (inotify) or every intake interval, watch, tail."""
@@ -271,6 +291,7 @@ class Agent:
         if self.metrics_server is not None:
             self.metrics_server.stop()
         self.relay_server.stop()
+        self.ctx.store.swap_meta(CLEAN_STOP_KEY, "yes")
         self.ctx.log.info("agent stopped", abandoned_in_flight=len(self.inflight))
 
     def stop(self, *_args: Any) -> None:

@@ -118,6 +118,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN transfer_done INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN transfer_total INTEGER NOT NULL DEFAULT 0
     """,
+    """
+    CREATE TABLE agent_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )
+    """,
 )
 
 
@@ -490,6 +496,15 @@ class JobStore:
         """Drop a cache entry whose remote file turned out to be gone."""
         with self._tx() as conn:
             conn.execute("DELETE FROM uploads WHERE content_hash = ?", (content_hash,))
+
+    # -- agent facts that outlive a process ------------------------------------------------------------
+
+    def swap_meta(self, key: str, value: str) -> str | None:
+        """Store `value` under `key`; return what was stored before (None the first time)."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT value FROM agent_meta WHERE key = ?", (key,)).fetchone()
+            conn.execute("INSERT OR REPLACE INTO agent_meta VALUES (?, ?)", (key, value))
+        return str(row[0]) if row else None
 
     # -- stage-out progress ------------------------------------------------------------------------
 

@@ -7,9 +7,11 @@ Scopes (defaults are Rescale's published limits, config.RateLimits):
 
 Burst: each bucket holds `burst_seconds` worth of its rate (default 60 s: 16.7 submissions, 1500 job
 reads, 120 other calls) and starts full, so a quiet agent can fire a short burst at once, while a busy
-one settles at the hourly rate. A request that finds its bucket empty reserves its token (the level goes
-negative) and sleeps until the bucket has refilled to it, outside the lock, so waiters are served in
-arrival order and never oversubscribe.
+one settles at the hourly rate. `drain()` empties them: an agent restarted within a burst window of its
+previous start begins at the steady rate, so a crash loop cannot fire a fresh burst on every start.
+A request that finds its bucket empty reserves its token (the level goes negative) and sleeps until the
+bucket has refilled to it, outside the lock, so waiters are served in arrival order and never
+oversubscribe.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ SUBMISSION = "submission"
 JOB_READS = "job_reads"
 OTHER = "other"
 SCOPES = (SUBMISSION, JOB_READS, OTHER)
+BURST_SECONDS = 60.0
 
 # (method, endpoint template) pairs that count against the submission budget.
 _SUBMISSION_ENDPOINTS = frozenset({("POST", "/jobs/"), ("POST", "/jobs/{id}/submit/")})
@@ -66,7 +69,7 @@ class RateBudgets:
         self,
         limits: RateLimits | None = None,
         *,
-        burst_seconds: float = 60.0,
+        burst_seconds: float = BURST_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -95,6 +98,14 @@ class RateBudgets:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+    def drain(self) -> None:
+        """Empty every bucket: from now on requests go at the steady hourly rate until it refills."""
+        with self._lock:
+            now = self._clock()
+            for bucket in self._buckets.values():
+                bucket.refill(now)
+                bucket.level = min(bucket.level, 0.0)
 
     def remaining(self, scope: str) -> float:
         """Tokens left in `scope` now (negative while requests are queued on it); for metrics."""

@@ -36,6 +36,8 @@ def test_killed_between_create_and_persist_makes_no_duplicate(rig):
     assert (job.state, job.exit_code) == (JobState.DONE, 0)
     assert rig.emulator.stats()["jobsCreated"] == 1
     assert "reconciled" in rig.logs()
+    # Restarted seconds after a crash: no fresh burst of API calls (crash-loop pacing).
+    assert rig.logs().count("API budgets start empty") == 1
 
 
 def test_killed_mid_download_then_restart_completes(rig):
@@ -72,3 +74,4 @@ def test_sigterm_mid_upload_exits_promptly_and_the_job_resumes(rig):
     job = rig.wait_terminal(entry, timeout=120)
     assert (job.state, job.exit_code) == (JobState.DONE, 0)
     assert (work / "size.txt").read_text().strip() == str(96 * 1024 * 1024)
+    assert "API budgets start empty" not in rig.logs()  # a clean stop keeps the burst

@@ -70,3 +70,12 @@ def test_scopes_are_independent():
     b.acquire(SUBMISSION)
     assert b.acquire(JOB_READS) == 0.0
     assert b.acquire(SUBMISSION) == pytest.approx(60.0)
+
+
+def test_drain_empties_every_bucket_so_requests_go_at_the_steady_rate():
+    fake = FakeTime()
+    b = budgets(fake, other_per_hour=360.0, job_submission_per_hour=3600.0)
+    b.drain()
+    assert b.remaining(OTHER) == pytest.approx(0.0) and b.remaining(SUBMISSION) == pytest.approx(0.0)
+    assert b.acquire(SUBMISSION) == pytest.approx(1.0)  # one token a second, none saved up
+    assert b.acquire(SUBMISSION) == pytest.approx(1.0)

@@ -181,3 +181,11 @@ def test_appended_migration_runs_exactly_once(db, monkeypatch):
         assert upgraded.schema_version == len(MIGRATIONS) + 1
     with JobStore(db) as again:
         assert again.schema_version == len(MIGRATIONS) + 1
+
+
+def test_swap_meta_returns_the_previous_value_and_survives_reopening(tmp_path):
+    with JobStore(tmp_path / "s.db") as first:
+        assert first.swap_meta("last_start", "1.5") is None
+        assert first.swap_meta("last_start", "2.5") == "1.5"
+    with JobStore(tmp_path / "s.db") as again:
+        assert again.swap_meta("last_start", "3.5") == "2.5"
