@@ -68,14 +68,25 @@ def open_dir(root_fd: int, rel_dir: PurePosixPath, *, create: bool) -> int:
         raise
 
 
-def fsync_at(dir_fd: int, name: str, *, sync: bool = True) -> None:
-    """fsync (if `sync`) a file named relative to dir_fd, refusing anything but a regular file."""
+def _open_regular(dir_fd: int, name: str) -> int:
+    """An fd for a file named relative to dir_fd (not followed if a symlink); only a regular file."""
     fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfinementError(name, "staged download is not a regular file")
+    return fd
+
+
+def require_regular_at(dir_fd: int, name: str) -> None:
+    """Refuse anything but a regular file at dir_fd/name (e.g. something swapped in for a staged file)."""
+    os.close(_open_regular(dir_fd, name))
+
+
+def fsync_at(dir_fd: int, name: str) -> None:
+    """fsync a regular file named relative to dir_fd, refusing anything else."""
+    fd = _open_regular(dir_fd, name)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfinementError(name, "staged download is not a regular file")
-        if sync:
-            os.fsync(fd)
+        os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -17,9 +17,9 @@ from burst_agent.staging.confined import (
     ConfinementError,
     check_destination,
     commit_at,
-    fsync_at,
     open_dir,
     open_root,
+    require_regular_at,
 )
 from burst_agent.staging.safepath import (
     CONTROL_DIR_NAME,
@@ -225,7 +225,7 @@ def _fetch(ctx: _Context, item: OutputItem) -> bool:
             return False
         _stage(ctx, item)
         try:
-            fsync_at(ctx.staging_fd, item.file_id, sync=ctx.durable)
+            require_regular_at(ctx.staging_fd, item.file_id)
             commit_at(ctx.staging_fd, item.file_id, parent_fd, item.rel.name, str(item.rel))
         except UnsafePathError:
             with suppress(FileNotFoundError):
@@ -282,8 +282,11 @@ def download_all(
 ) -> StageOutReport:
     """Fetch items in parallel into root/.burst-staging/<file id>, then rename each into root/<rel>, confined.
 
-    `download(item, dest)` writes dest (resuming from dest + '.partial') and verifies the md5. Raises
-    InsufficientSpaceError before any download; refused and failed files are reported, never fatal.
+    `download(item, dest)` writes dest (resuming from dest + '.partial'), verifies the md5 and leaves dest
+    durable: fsynced before its rename into place, as RescaleClient.download_file does (so the commit
+    does not fsync it a second time: that was a device cache flush per file). `durable` fsyncs the
+    directories the commits change. Raises InsufficientSpaceError before any download; refused and
+    failed files are reported, never fatal.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
