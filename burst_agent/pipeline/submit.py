@@ -146,10 +146,18 @@ def create_body(job: JobRecord) -> dict[str, Any]:
 
 
 def find_remote(ctx: Context, job: JobRecord) -> str | None:
-    """The remote job an earlier, interrupted create made for this entry (its name ends with the key)."""
+    """The remote job an earlier, interrupted create made for this entry (its name ends with the key).
+
+    The text search comes first (one cheap call); if it finds nothing, the active-jobs listing is
+    scanned too: a search index may lag behind a create, and a job we never submitted is always there.
+    """
     suffix = f"[{job.reconcile_key}]"
-    listing = ctx.client.iter_jobs(q=job.reconcile_key)
-    found = [item for item in listing if str(item.get("name", "")).endswith(suffix)]
+
+    def named(listing: Any) -> list[dict[str, Any]]:
+        return [item for item in listing if str(item.get("name", "")).endswith(suffix)]
+
+    client = ctx.client
+    found = named(client.iter_jobs(q=job.reconcile_key)) or named(client.iter_jobs(state="not_completed"))
     if len(found) > 1:
         ctx.job_log(job).error("several remote jobs carry this key; adopting the oldest",
                                remote_jobs=[i["id"] for i in found])
