@@ -22,6 +22,7 @@ from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.intake import intake, unrecorded_claims
 from burst_agent.pipeline.logtail import LogTailer
 from burst_agent.pipeline.orphans import OrphanCheck
+from burst_agent.pipeline.prune import prune_spool
 from burst_agent.pipeline.submit import PermanentJobError
 from burst_agent.pipeline.watch import poll
 from burst_agent.relayserver import RelayServer
@@ -34,6 +35,7 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
 STOP_WAIT_S = 10.0
 ORPHAN_CHECK_S = 30.0
+PRUNE_INTERVAL_S = 3600.0
 LAST_START_KEY = "last_start"
 CLEAN_STOP_KEY = "stopped_cleanly"
 
@@ -186,6 +188,17 @@ class Agent:
         except Exception as exc:
             self.ctx.log.warning("orphan check failed", error=str(exc))
 
+    def prune_cycle(self) -> None:
+        try:
+            report = prune_spool(self.ctx.store, self.ctx.spool, self.ctx.config.agent.spool_retention_days,
+                                 self.ctx.clock())
+        except Exception as exc:  # housekeeping must never take the agent down
+            self.ctx.log.error("spool pruning failed", error=str(exc), exc_info=True)
+            return
+        if report.logs or report.results:
+            self.ctx.log.info("pruned expired spool copies of finished relay jobs", logs=report.logs,
+                              results=report.results)
+
     def healthy(self) -> bool:
         """The intake loop and the poll loop both ran recently (they may fail; they must not hang)."""
         now, cfg = time.monotonic(), self.ctx.config.agent
@@ -253,6 +266,8 @@ class Agent:
                                 next_run_time=datetime.now(UTC))
         self._scheduler.add_job(self.tail_cycle, "interval", seconds=cfg.log_tail_interval_s, id="tail")
         self._scheduler.add_job(self.orphan_cycle, "interval", seconds=ORPHAN_CHECK_S, id="orphans")
+        self._scheduler.add_job(self.prune_cycle, "interval", seconds=PRUNE_INTERVAL_S, id="prune",
+                                next_run_time=datetime.now(UTC))
         interval = self.notifier.watchdog_interval()
         if interval:
             self._scheduler.add_job(self.watchdog_cycle, "interval", seconds=interval / 2, id="watchdog")

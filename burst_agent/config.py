@@ -123,6 +123,8 @@ class AgentConfig:
     log_tail_interval_s: float = _range(1, 3600, default=10.0)
     # A relay silent this long is checked against the scheduler; a vanished job is stopped remotely.
     relay_grace_s: float = _range(10, 86400, default=120.0)
+    # Finished relay jobs' copies in the spool (logs/, undelivered results/) are deleted after this; 0 keeps.
+    spool_retention_days: float = _range(0, 3650, default=14.0)
     # Slurm account / PBS project -> Rescale project id
     projects: dict[str, str] = field(default_factory=dict)
     organization: str | None = None  # Rescale organization code; needed to assign projects
