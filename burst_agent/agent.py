@@ -243,14 +243,14 @@ class Agent:
         """No fresh burst of API calls for an agent that died and was started again within a burst
         window: a crash loop under systemd's Restart= would otherwise spend a minute of Rescale's budget
         every few seconds. A clean stop (SIGTERM, as `systemctl restart` sends) keeps the burst."""
-        now = time.time()
+        now = self.ctx.clock()
         previous = self.ctx.store.swap_meta(LAST_START_KEY, repr(now))
         stopped_cleanly = self.ctx.store.swap_meta(CLEAN_STOP_KEY, "no") == "yes"
         try:
-            since = now - float(previous or "nan")
-        except ValueError:
-            since = float("nan")
-        if not stopped_cleanly and 0 <= since < BURST_SECONDS:  # False for nan: a first start
+            since = now - float(previous) if previous else None
+        except ValueError:  # an unreadable record counts as a first start
+            since = None
+        if not stopped_cleanly and since is not None and 0 <= since < BURST_SECONDS:
             self.ctx.client.budgets.drain()
             self.ctx.log.warning("restarted soon after a crash: API budgets start empty",
                                  seconds_since_previous_start=round(since, 1))
@@ -266,8 +266,7 @@ class Agent:
                                 next_run_time=datetime.now(UTC))
         self._scheduler.add_job(self.tail_cycle, "interval", seconds=cfg.log_tail_interval_s, id="tail")
         self._scheduler.add_job(self.orphan_cycle, "interval", seconds=ORPHAN_CHECK_S, id="orphans")
-        self._scheduler.add_job(self.prune_cycle, "interval", seconds=PRUNE_INTERVAL_S, id="prune",
-                                next_run_time=datetime.now(UTC))
+        self._scheduler.add_job(self.prune_cycle, "interval", seconds=PRUNE_INTERVAL_S, id="prune")
         interval = self.notifier.watchdog_interval()
         if interval:
             self._scheduler.add_job(self.watchdog_cycle, "interval", seconds=interval / 2, id="watchdog")

@@ -13,13 +13,13 @@ def _probability(text: str) -> float:
     return value
 
 
-def _regex(text: str) -> str:
-    import re
+def _path_pattern(text: str) -> str:
+    from burst_agent.rescale.emulator import FaultSettings
 
     try:
-        re.compile(text)
-    except re.error as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regular expression: {exc}") from exc
+        FaultSettings().merged({"path_pattern": text})  # the same check the runtime endpoint makes
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     return text
 
 
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fault-methods", default="", help="comma-separated methods faults apply to (default all)"
     )
     parser.add_argument("--fault-path-prefix", default="/api/", help="path prefix faults apply to")
-    parser.add_argument("--fault-path-pattern", type=_regex, default="",
+    parser.add_argument("--fault-path-pattern", type=_path_pattern, default="",
                         help="regular expression the whole path must match for a fault (default any)")
     parser.add_argument("--seed", type=int, help="seed for the fault RNG (reproducible runs)")
     parser.add_argument("--request-log", type=Path, help="append one JSON line per request to this file")

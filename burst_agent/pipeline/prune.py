@@ -43,8 +43,8 @@ def prune_spool(store: JobStore, spool: Spool, retention_days: float, now: float
 
     def expired(entry: str) -> bool:
         job = store.by_entry(entry)
-        relay = job is not None and (job.job_spec or {}).get("delivery") == "relay"
-        return relay and job is not None and job.terminal and job.updated_at < cutoff
+        return (job is not None and job.terminal and job.updated_at < cutoff
+                and (job.job_spec or {}).get("delivery") == "relay")
 
     for name in _names(spool.logs):
         if name.endswith(".log") and expired(name.removesuffix(".log")):

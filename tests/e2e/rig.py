@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from waiting import wait_until
+from waiting import terminate, wait_until
 
 from burst_agent.rescale.emulator import EmulatorHandle
 from burst_agent.spool import Spool, submit_entry
@@ -63,13 +62,7 @@ class AgentRig:
         return self.proc.wait(timeout=timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout=20)
 
     def workdir(self, name: str, files: dict[str, bytes] | None = None) -> Path:
         path = self.root / "work" / name

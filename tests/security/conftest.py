@@ -11,7 +11,6 @@ import filecmp
 import os
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from rig import AgentRig, wait_until
+from rig import AgentRig
+from waiting import terminate, wait_until
 
 from burst_agent.rescale.emulator import EmulatorHandle, start_emulator
 from burst_agent.rescale.emulator.store import FileRecord
@@ -178,13 +178,7 @@ class Site:
             raise AssertionError(f"agent did not start:\n{self.logs()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout=30)
 
     def logs(self) -> str:
         return "".join((self.root / f"agent-{n}.log").read_text() for n in range(1, self.runs + 1))

@@ -69,9 +69,10 @@ class RecordingMiddleware:
             self._count(environ, None)
             self._log(environ, None, 0, started)
             raise
+        code = status[0] if status else None
         # Counted before the body goes out: a client that got its answer sees it in /_emulator/stats/.
-        self._count(environ, status[0] if status else None)
-        return _Counted(body, lambda sent: self._log(environ, status[0] if status else None, sent, started))
+        self._count(environ, code)
+        return _Counted(body, lambda sent: self._log(environ, code, sent, started))
 
     def _count(self, environ: dict[str, Any], status: int | None) -> None:
         method, template = environ.get("REQUEST_METHOD", ""), environ.get("emulator.rule", UNMATCHED)
