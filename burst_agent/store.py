@@ -290,12 +290,25 @@ class JobStore:
     # -- setup -------------------------------------------------------------------------------------
 
     def _configure(self, synchronous: str, busy_timeout_ms: int) -> None:
-        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        mode = self._enable_wal(busy_timeout_ms / 1000)
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local filesystem")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._conn.execute("PRAGMA foreign_keys=ON")
+
+    def _enable_wal(self, timeout_s: float) -> str:
+        """Switch to WAL, waiting out another process that is creating the same file. The first switch
+        needs an exclusive lock, and SQLite reports "locked" at once there (a possible deadlock) instead
+        of calling the busy handler: seen when the agent and `burst-agent status` start together."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self) -> None:
         with self._tx() as conn:

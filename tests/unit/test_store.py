@@ -189,3 +189,25 @@ def test_swap_meta_returns_the_previous_value_and_survives_reopening(tmp_path):
         assert first.swap_meta("last_start", "2.5") == "1.5"
     with JobStore(tmp_path / "s.db") as again:
         assert again.swap_meta("last_start", "3.5") == "2.5"
+
+
+def test_processes_creating_the_same_database_at_once_all_open_it(tmp_path):
+    # The first switch to WAL needs an exclusive lock, and SQLite answers "locked" at once (no busy wait)
+    # when another connection is creating the same file: the agent and `status` starting together.
+    errors: list[BaseException] = []
+    for n in range(30):
+        barrier = threading.Barrier(4)
+
+        def open_it(path=tmp_path / f"race-{n}.db", barrier=barrier):
+            barrier.wait()
+            try:
+                JobStore(path).close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
