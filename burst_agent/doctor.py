@@ -125,6 +125,14 @@ def make_client(api: ApiConfig, token: Token) -> Any:
     return RescaleClient.from_config(quick, token, retry=RetryPolicy(max_retries=0))
 
 
+def read_sysctl(name: str) -> str | None:
+    """A kernel setting from /proc/sys (`fs.protected_hardlinks` -> /proc/sys/fs/protected_hardlinks)."""
+    try:
+        return Path("/proc/sys", *name.split(".")).read_text().strip()
+    except OSError:
+        return None
+
+
 def is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
@@ -140,6 +148,7 @@ class Host:
     bind_error: Callable[[str, int], OSError | None] = bind_error
     http_get: Callable[[str, float], str] = http_get
     is_executable: Callable[[Path], bool] = is_executable
+    read_sysctl: Callable[[str], str | None] = read_sysctl
 
 
 @dataclass
@@ -322,6 +331,16 @@ def check_spool(ctx: Context) -> Result:
     return ok(f"{root}: layout and modes as expected, writable")
 
 
+def check_hardlinks(ctx: Context) -> Result:
+    """The spool's owner check relies on it: without it a user may hard-link any file into an entry."""
+    value = ctx.host.read_sysctl("fs.protected_hardlinks")
+    if value == "1":
+        return ok("fs.protected_hardlinks=1: users can hard-link only files they own or may write")
+    return failed(f"fs.protected_hardlinks is {value or 'unreadable'}: a user could pass off another "
+                  "user's file as a job of that user",
+                  "sysctl -w fs.protected_hardlinks=1 and keep it in /etc/sysctl.d/ (Debian's default)")
+
+
 def _probe_db(path: Path) -> Result:
     from burst_agent.store import MIGRATIONS
 
@@ -494,6 +513,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("api", check_api),
     ("catalogue", check_catalogue),
     ("spool", check_spool),
+    ("hard links", check_hardlinks),
     ("state db", check_state_db),
     ("metrics", check_metrics),
 )

@@ -53,8 +53,12 @@ def complete_request(request: dict[str, Any], environ: dict[str, str], cwd: Path
 
 
 def _place(source: Path, dest: Path) -> None:
-    """A hard link when the agent may read the file anyway (no copy of a 10 GB mesh), else a copy."""
-    if source.stat().st_mode & 0o004:
+    """A hard link to the user's own world-readable file (no copy of a 10 GB mesh), else a copy.
+
+    Only the user's own file: the agent refuses an input owned by anyone but the job's owner.
+    """
+    st = source.stat()
+    if st.st_mode & 0o004 and st.st_uid == os.getuid():
         try:
             os.link(source, dest)
             return

@@ -13,7 +13,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -138,6 +138,11 @@ def _read_capped(name: str, dir_fd: int, filename: str, what: str, cap: int, uid
     with os.fdopen(fd, "rb") as handle:
         if st.st_nlink != 1:
             raise EntryRejected(name, f"{what} has {st.st_nlink} hard links")
+        if st.st_mode & 0o022:
+            # Another user who may write a file may also hard-link it into an entry of their own and
+            # so pass it off as its owner's job (fs.protected_hardlinks lets them): not the owner's word.
+            raise EntryRejected(name, f"{what} is writable by group or others (mode "
+                                      f"{stat.S_IMODE(st.st_mode):04o}): chmod go-w it")
         if uid is not None and st.st_uid != uid:
             raise EntryRejected(name, f"{what} is owned by uid {st.st_uid}, the entry by uid {uid}")
         data = handle.read(cap + 1)
@@ -193,6 +198,21 @@ def check_request(name: str, data: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise EntryRejected(name, f"{REQUEST} must hold a JSON object")
     return value
+
+
+def _claim_names(name: str, tries: int = 1000) -> Iterator[str]:
+    """`name`, then `name.2` ... (shortened to stay within NAME_RE's 100 characters)."""
+    yield name
+    for n in range(2, tries + 1):
+        yield f"{name[:99 - len(str(n))]}.{n}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "the directory tree is too deep"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc)
 
 
 def _owner_name(uid: int) -> str | None:
@@ -283,30 +303,34 @@ class Spool:
 
     # -- claim, load, quarantine -------------------------------------------------------------------
 
-    def claim(self, name: str) -> Path:
-        """Atomically move incoming/<name> to claimed/<name>; only one claimer wins.
+    def claim(self, name: str, taken: Callable[[str], bool] = lambda _name: False) -> Path:
+        """Atomically move incoming/<name> into claimed/; only one claimer wins.
 
-        Raises AlreadyClaimed for the losers.  If claimed/<name> already holds an older entry, the
-        newcomer is quarantined and EntryRejected raised.
+        Every drop is a new job: when claimed/<name> exists or `taken(name)` says a job already used
+        the name (a second `job.sh`), the entry is claimed as `<name>.2`, `<name>.3`, ... Returns the
+        claimed path. Raises AlreadyClaimed for the losers.
         """
         if is_ignored(name) or "/" in name or name in {"", ".", ".."}:
             raise ValueError(f"not a spool entry name: {name!r}")
-        src, dst = self.incoming / name, self.claimed / name
+        src = self.incoming / name
         try:
-            rename_noreplace(src, dst)
+            for candidate in _claim_names(name):
+                if taken(candidate):
+                    continue
+                with contextlib.suppress(FileExistsError):
+                    rename_noreplace(src, self.claimed / candidate)
+                    return self.claimed / candidate
         except FileNotFoundError as exc:
             raise AlreadyClaimed(f"spool entry {name!r} is already claimed") from exc
-        except FileExistsError as exc:
-            reason = "an entry with the same name is already claimed"
-            self.quarantine(src, reason)
-            raise EntryRejected(name, reason) from exc
         except PermissionError as exc:
             # A directory the agent may not write cannot be moved, not even into failed/: its reason
             # is written beside failed/ and list_incoming() passes it over from now on.
             reason = f"cannot claim the entry: {exc.strerror} (is it readable and writable by the agent?)"
             self._write_reason(self.failed / f"{name}{UNMOVABLE}", src, reason)
             raise EntryRejected(name, reason) from exc
-        return dst
+        reason = "no free name in claimed/ for this entry"
+        self.quarantine(src, reason)
+        raise EntryRejected(name, reason)
 
     def load(self, name: str) -> SpoolEntry:
         """Read and validate claimed/<name>; EntryRejected says why it cannot run."""
@@ -348,13 +372,13 @@ class Spool:
         uid = st.st_uid
         return SpoolEntry(name, path, "dir", uid, _owner_name(uid), script, request, st.st_mtime, None)
 
-    def take(self, name: str) -> SpoolEntry:
+    def take(self, name: str, taken: Callable[[str], bool] = lambda _name: False) -> SpoolEntry:
         """claim() + load(); a rejected entry is quarantined before EntryRejected propagates."""
-        self.claim(name)
+        claimed = self.claim(name, taken).name
         try:
-            return self.load(name)
+            return self.load(claimed)
         except EntryRejected as exc:
-            self.quarantine(self.claimed / name, exc.reason)
+            self.quarantine(self.claimed / claimed, exc.reason)
             raise
 
     def quarantine(self, entry: str | os.PathLike[str], reason: str) -> Path:
@@ -398,13 +422,27 @@ class Spool:
         return path
 
     def retire(self, name: str) -> None:
-        """Remove claimed/<name> once its job record is terminal (the record keeps the history)."""
+        """Remove claimed/<name> once its job record is terminal (the record keeps the history).
+
+        The entry directory is the user's: what the agent cannot remove (a subdirectory the user made
+        0755, a tree too deep to walk) goes to failed/ with the reason, so claimed/ only ever holds
+        live entries; an entry the agent cannot even move is marked unmovable there.
+        """
         path = self.claimed / name
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            with contextlib.suppress(FileNotFoundError):
+        try:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                shutil.rmtree(path)
+            else:
                 os.unlink(path)
+        except FileNotFoundError:
+            return
+        except (OSError, RecursionError) as exc:
+            reason = f"the job is over, but its entry could not be removed: {_describe(exc)}"
+            try:
+                self.quarantine(path, reason)
+            except OSError as move_exc:
+                reason += f"; nor moved to failed/: {move_exc.strerror}"
+                self._write_reason(self.failed / f"{name}{UNMOVABLE}", path, reason)
 
 
 # -- producer side ---------------------------------------------------------------------------------

@@ -107,9 +107,14 @@ def intake(ctx: Context, recovered: list[str] | None = None) -> int:
     """Claim everything waiting in incoming/; `recovered` names claimed entries to record first."""
     count = 0
     recorded = set(recovered or ())
+
+    def used(candidate: str) -> bool:  # a name a job already had: the drop becomes a new job anyway
+        return ctx.store.by_entry(candidate) is not None
+
     for name in [*sorted(recorded), *ctx.spool.list_incoming()]:
         try:
-            entry = ctx.spool.load(name) if name in recorded else ctx.spool.take(name)
+            entry = ctx.spool.load(name) if name in recorded else ctx.spool.take(name, taken=used)
+            name = entry.name
             delivery(entry)  # an entry nobody may deliver is rejected now, with its reason
             job = record_entry(ctx, entry)
         except AlreadyClaimed:

@@ -9,7 +9,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from burst_agent import failpoints
 from burst_agent.command_wrapper import SCRIPT_NAME
@@ -18,7 +18,7 @@ from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.progress import TransferProgress
 from burst_agent.relay import INPUT_BUNDLE, INPUT_MANIFEST
 from burst_agent.rescale.errors import ValidationError
-from burst_agent.staging.bundle import placement_script, stage_in
+from burst_agent.staging.bundle import InputChangedError, SendReader, placement_script, send, stage_in
 from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan, InputSelectionError
 from burst_agent.staging.jobplan import job_plan
 from burst_agent.staging.safepath import safe_relpath
@@ -46,44 +46,87 @@ def _plan(ctx: Context, job: JobRecord, script_file: Path) -> InputPlan:
 
 
 _LARGE_NAME = re.compile(r"input-large-[0-9]{1,6}")
+_MANIFEST_MAX = 16 * 1024 * 1024
+_ENTRY_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def _entry_file(entry_dir: Path, name: str, owner_uid: int) -> Path:
-    """A file the relay put in the entry: a plain name, a regular file (no symlink), the owner's own.
+class _EntryFiles:
+    """Opens the relay's files in a claimed entry: once each, relative to a directory fd the agent holds.
 
-    The manifest is user-written: without these checks `../../state/token` or a symlink named like
-    the bundle would make the agent upload its own secrets. The entry sits in claimed/ (0700), so the
-    user can no longer change it between this check and the upload.
+    The entry directory is the user's own, and a user who kept an fd to it can rename anything inside
+    it at any moment, so nothing here goes by path twice: each file is opened with O_NOFOLLOW and
+    checked on the open fd (a regular file, the job owner's), and then hashed and uploaded from that fd.
+    The manifest and the bundle are written fresh by the relay and must have one link; a large input may
+    be a hard link to the user's own file (the relay does that to avoid copying a mesh of gigabytes):
+    its bytes are read from the one fd, so the other link changes nothing the agent relies on.
     """
-    st = os.lstat(entry_dir / name)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != owner_uid:
-        reason = f"inputs: {name!r} is not a regular file of the job's owner"
-        raise PermanentJobError(reason, stage="stage_in")
-    return entry_dir / name
+
+    def __init__(self, entry_dir: Path, owner_uid: int) -> None:
+        self.owner_uid = owner_uid
+        self.dir_fd = os.open(entry_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        os.close(self.dir_fd)
+
+    def open(self, name: str, *, one_link: bool) -> tuple[BinaryIO, os.stat_result]:
+        try:
+            fd = os.open(name, _ENTRY_OPEN, dir_fd=self.dir_fd)
+        except OSError as exc:
+            raise PermanentJobError(f"inputs: cannot open {name!r} ({exc.strerror}; a symlink?)",
+                                    stage="stage_in") from exc
+        st = os.fstat(fd)
+        problem = ("is not a regular file" if not stat.S_ISREG(st.st_mode)
+                   else f"is owned by uid {st.st_uid}, not the job's owner" if st.st_uid != self.owner_uid
+                   else f"has {st.st_nlink} hard links" if one_link and st.st_nlink != 1 else None)
+        if problem:
+            os.close(fd)
+            raise PermanentJobError(f"inputs: {name!r} {problem}", stage="stage_in")
+        return os.fdopen(fd, "rb"), st
+
+    def manifest(self) -> dict[str, Any]:
+        handle, _st = self.open(INPUT_MANIFEST, one_link=True)
+        with handle:
+            data = handle.read(_MANIFEST_MAX + 1)
+        if len(data) > _MANIFEST_MAX:
+            raise ValueError(f"{INPUT_MANIFEST} is larger than {_MANIFEST_MAX} bytes")
+        value = json.loads(data)
+        if not isinstance(value, dict):
+            raise ValueError(f"{INPUT_MANIFEST} must hold a JSON object")
+        return value
+
+    def large(self, item: Any) -> InputFile:
+        name = str(item["file"])
+        if not _LARGE_NAME.fullmatch(name):
+            raise ValueError(f"unexpected input file name {name!r}")
+        return InputFile(safe_relpath(str(item["rel"])), Path(name), 0)
+
+    def open_member(self, member: InputFile) -> tuple[BinaryIO, os.stat_result]:
+        return self.open(str(member.source), one_link=False)
 
 
 def _prepared_inputs(
     ctx: Context, job: JobRecord, upload: Any, cache_get: Any
 ) -> tuple[list[str], dict[str, str], str]:
-    """The relay's prepared inputs: its bundle (uploaded as is) and large files (cached by content)."""
-    entry_dir = ctx.spool.claimed / job.entry
+    """The relay's prepared inputs: its bundle (uploaded as is) and large files (cached per owner)."""
+    files = _EntryFiles(ctx.spool.claimed / job.entry, job.owner_uid)
     try:
-        manifest = json.loads(_entry_file(entry_dir, INPUT_MANIFEST, job.owner_uid).read_text())
-        large = []
-        for item in manifest.get("large", []):
-            if not _LARGE_NAME.fullmatch(str(item["file"])):
-                raise ValueError(f"unexpected input file name {item['file']!r}")
-            source = _entry_file(entry_dir, item["file"], job.owner_uid)
-            large.append(InputFile(safe_relpath(str(item["rel"])), source, source.stat().st_size))
-        bundle = _entry_file(entry_dir, INPUT_BUNDLE, job.owner_uid)
-        md5s = {str(k): str(v) for k, v in dict(manifest.get("bundle_md5s", {})).items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = f"inputs: the relay's input manifest is unusable: {exc}"
-        raise PermanentJobError(reason, stage="stage_in") from exc
-    plan = InputPlan(workdir=entry_dir, bundle_members=[], large_files=large)
-    result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=ctx.store.remember_upload,
-                      tmpdir=ctx.spool.tmp)
-    bundle_id = upload(bundle, BUNDLE_NAME)
+        try:
+            manifest = files.manifest()
+            large = [files.large(item) for item in manifest.get("large", [])]
+            md5s = {str(k): str(v) for k, v in dict(manifest.get("bundle_md5s", {})).items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            reason = f"inputs: the relay's input manifest is unusable: {exc}"
+            raise PermanentJobError(reason, stage="stage_in") from exc
+        plan = InputPlan(workdir=ctx.spool.claimed / job.entry, bundle_members=[], large_files=large)
+        result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=ctx.store.remember_upload,
+                          tmpdir=ctx.spool.tmp, owner_uid=job.owner_uid, opener=files.open_member)
+        handle, st = files.open(INPUT_BUNDLE, one_link=True)
+        with handle:
+            bundle_id, _sent = send(handle, st.st_size, BUNDLE_NAME, upload)
+    except InputChangedError as exc:
+        raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
+    finally:
+        files.close()
     return [bundle_id, *result.file_ids], {**md5s, **result.input_md5}, placement_script(plan)
 
 
@@ -100,7 +143,7 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
 
     tracker = TransferProgress(store, job.id)
 
-    def upload(path: Path, name: str) -> str:
+    def upload(reader: SendReader, name: str) -> dict[str, Any]:
         report = tracker.for_file(name)
 
         def progress(done: int, total: int | None) -> None:
@@ -109,9 +152,9 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
                 failpoints.hit("upload.midway")
 
         started = time.monotonic()
-        file_id = str(ctx.client.upload_file(path, name=name, progress=progress)["id"])
-        ctx.metrics.transferred("upload", path.stat().st_size, time.monotonic() - started)
-        return file_id
+        meta = ctx.client.upload_file(reader, name=name, progress=progress)
+        ctx.metrics.transferred("upload", reader.size, time.monotonic() - started)
+        return meta
 
     if job.job_spec.get("delivery") == "relay":
         file_ids, md5s, placement = _prepared_inputs(ctx, job, upload, cache_get)
@@ -122,8 +165,11 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
             plan = _plan(ctx, job, script_file)
             for warning in plan.warnings:
                 log.warning("input skipped", detail=warning)
-            result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=store.remember_upload,
-                              tmpdir=Path(tmp))
+            try:
+                result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=store.remember_upload,
+                                  tmpdir=Path(tmp), owner_uid=job.owner_uid)
+            except InputChangedError as exc:
+                raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
         file_ids, md5s, placement = result.file_ids, result.input_md5, placement_script(plan)
     # The bundle (script + small files) always comes first and is an archive Rescale extracts.
     inputs = [{"id": fid, "decompress": index == 0} for index, fid in enumerate(file_ids)]

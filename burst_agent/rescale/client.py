@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -388,13 +388,14 @@ class RescaleClient:
     # ---- files -----------------------------------------------------------------------------------
 
     def upload_file(
-        self, path: Path, *, name: str | None = None, progress: transfer.Progress | None = None
+        self, path: Path | BinaryIO, *, name: str | None = None, progress: transfer.Progress | None = None
     ) -> dict[str, Any]:
         """POST /files/contents/ (multipart field `file`, streamed with a Content-Length); the file object.
 
         Never retried (a repeat stores a second copy): a transient failure raises with ambiguous=True.
         """
-        return transfer.upload(self, Path(path), name=name, progress=progress)
+        source = path if hasattr(path, "read") else Path(path)  # type: ignore[arg-type]
+        return transfer.upload(self, source, name=name, progress=progress)
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         """GET /files/{id}/: metadata (name, decryptedSize, md5, …)."""

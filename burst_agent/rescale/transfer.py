@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import requests
 import urllib3.exceptions
@@ -55,17 +55,26 @@ class DownloadResult:
 
 
 def upload(
-    client: RescaleClient, path: Path, *, name: str | None = None, progress: Progress | None = None
+    client: RescaleClient, source: Path | BinaryIO, *, name: str | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """POST /files/contents/ with the file streamed from disk as multipart field `file`."""
-    with path.open("rb") as fh:
-        encoder = MultipartEncoder(fields={"file": (name or path.name, fh, "application/octet-stream")})
-        body: MultipartEncoder | MultipartEncoderMonitor = encoder
-        if progress is not None:
-            total = encoder.len
-            body = MultipartEncoderMonitor(encoder, lambda m: progress(m.bytes_read, total))
-        # A body with a `len` makes requests send Content-Length; Rescale rejects chunked uploads.
-        return client.call("POST", "/files/contents/", data=body, headers={"Content-Type": body.content_type})
+    """POST /files/contents/ with the file streamed as multipart field `file`.
+
+    `source` is a path the agent owns, or an open reader (with `len` and `tell`) that the caller opened
+    once and checked: what is sent is read from that reader only, never from a path reopened here.
+    """
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            return upload(client, fh, name=name or source.name, progress=progress)
+    if name is None:
+        raise ValueError("an upload from an open file needs a name")
+    encoder = MultipartEncoder(fields={"file": (name, source, "application/octet-stream")})
+    body: MultipartEncoder | MultipartEncoderMonitor = encoder
+    if progress is not None:
+        total = encoder.len
+        body = MultipartEncoderMonitor(encoder, lambda m: progress(m.bytes_read, total))
+    # A body with a `len` makes requests send Content-Length; Rescale rejects chunked uploads.
+    return client.call("POST", "/files/contents/", data=body, headers={"Content-Type": body.content_type})
 
 
 class _BodyBroken(Exception):

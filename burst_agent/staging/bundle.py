@@ -1,4 +1,8 @@
-"""Pack small inputs into one tar.gz, hash large ones, and upload them through caller-supplied callables."""
+"""Pack small inputs into one tar.gz, hash large ones, and upload them through caller-supplied callables.
+
+Every input is opened once (never following a final symlink) and everything about it (its checks, its
+hash, the bytes uploaded) comes from that one open file: a path a user can swap is never reopened.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,24 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from burst_agent import failpoints
+from burst_agent.rescale.errors import IntegrityError
 from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan
 from burst_agent.staging.safepath import NAME_MAX
 
 CHUNK = 1024 * 1024
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-Upload = Callable[[Path, str], str]
+Upload = Callable[[BinaryIO, str], dict[str, Any]]  # (reader, upload name) -> Rescale file object
 CacheGet = Callable[[str], str | None]
 CachePut = Callable[[str, str, int], None]
+Opener = Callable[[InputFile], tuple[BinaryIO, os.stat_result]]
+
+
+class InputChangedError(OSError):
+    """An input shrank while it was being uploaded: the job cannot have the bytes it was planned with."""
 
 
 @dataclass(frozen=True)
@@ -75,20 +86,78 @@ def _open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
         raise
 
 
+def open_member(member: InputFile) -> tuple[BinaryIO, os.stat_result]:
+    """The default opener: the member's source path, no final symlink followed."""
+    return _open_regular(member.source)
+
+
+def _digests(handle: BinaryIO) -> tuple[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    while chunk := handle.read(CHUNK):
+        sha.update(chunk)
+        md5.update(chunk)
+    return sha.hexdigest(), md5.hexdigest()
+
+
 def file_digests(path: Path) -> tuple[str, str]:
     """(sha256, md5) hex digests of a file, read once, streaming."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     handle, _st = _open_regular(path)
     with handle:
-        while chunk := handle.read(CHUNK):
-            sha.update(chunk)
-            md5.update(chunk)
-    return sha.hexdigest(), md5.hexdigest()
+        return _digests(handle)
 
 
 def hash_file(path: Path) -> str:
     """sha256 hex digest of a file, streaming: the content key of the large-file cache."""
     return file_digests(path)[0]
+
+
+class SendReader:
+    """Hands exactly `size` bytes of an open file to the uploader and hashes what it hands over.
+
+    The digests are of the bytes really sent, whatever the file does meanwhile: bytes appended after
+    the open are not sent; a file that shrinks raises InputChangedError (the upload fails).
+    """
+
+    def __init__(self, raw: BinaryIO, size: int, what: str) -> None:
+        self._raw, self.size, self._what, self._pos = raw, size, what, 0
+        self.sha = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+
+    @property
+    def len(self) -> int:
+        """Bytes still to send (requests-toolbelt reads this to know when a part is done)."""
+        return self.size - self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.size - self._pos
+        data = self._raw.read(left if size < 0 else min(size, left)) if left else b""
+        if left and not data:
+            raise InputChangedError(f"{self._what}: shrank while it was being uploaded")
+        self._pos += len(data)
+        self.sha.update(data)
+        self.md5.update(data)
+        return data
+
+
+def send(handle: BinaryIO, size: int, name: str, upload: Upload) -> tuple[str, SendReader]:
+    """Upload `size` bytes of an open file from its start; (file id, the reader with the sent digests).
+
+    The server's md5 and size must match what was sent (the API document says a file object carries
+    both): a mismatch raises IntegrityError and is never cached or attached to a job.
+    """
+    handle.seek(0)
+    reader = SendReader(handle, size, name)
+    meta = upload(reader, name)
+    if reader.tell() != size:
+        raise InputChangedError(f"{name}: {reader.tell()} of {size} bytes were read for the upload")
+    if str(meta.get("md5", "")) != reader.md5.hexdigest() or meta.get("decryptedSize") != size:
+        # Not the user's doing: the stage is retried (IntegrityError is not a permanent job error).
+        raise IntegrityError(f"{name}: the server stored md5 {meta.get('md5')!r}, size "
+                             f"{meta.get('decryptedSize')!r}; we sent {reader.md5.hexdigest()}, {size}")
+    return str(meta["id"]), reader
 
 
 def _tarinfo(member: InputFile, st: os.stat_result) -> tarfile.TarInfo:
@@ -148,9 +217,12 @@ def placement_script(plan: InputPlan) -> str:
     return "\n".join(lines)
 
 
-def cache_key(sha256: str, name: str) -> str:
-    """Cache key of an uploaded large file: content hash plus the name Rescale will place it under."""
-    return f"sha256:{sha256}:{name}"
+def cache_key(owner_uid: int, sha256: str, name: str) -> str:
+    """Cache key of an uploaded large file: its owner, the hash of the bytes sent, and its upload name.
+
+    Per owner: another user's job never gets a file this user uploaded, whatever its hash claims.
+    """
+    return f"uid{owner_uid}:sha256:{sha256}:{name}"
 
 
 def _stage_bundle(plan: InputPlan, upload: Upload, tmpdir: Path, md5s: dict[str, str]) -> str:
@@ -159,13 +231,31 @@ def _stage_bundle(plan: InputPlan, upload: Upload, tmpdir: Path, md5s: dict[str,
     bundle = Path(tmp_name)
     try:
         members, archive_md5 = write_bundle(plan, bundle)
-        file_id = upload(bundle, BUNDLE_NAME)
+        handle, st = _open_regular(bundle)
+        with handle:
+            file_id, _reader = send(handle, st.st_size, BUNDLE_NAME, upload)
     finally:
         with suppress(FileNotFoundError):
             bundle.unlink()
     md5s.update(members)
     md5s[BUNDLE_NAME] = archive_md5
     return file_id
+
+
+def _stage_large(member: InputFile, owner_uid: int, upload: Upload, cache_get: CacheGet,
+                 cache_put: CachePut, opener: Opener) -> tuple[str, str, str]:
+    """(file id, upload name, md5) of one large input, hashed and sent from one open file."""
+    name = upload_name(member)
+    handle, st = opener(member)
+    with handle:
+        sha, md5 = _digests(handle)
+        failpoints.hit("stagein.after_hash")
+        file_id = cache_get(cache_key(owner_uid, sha, name))
+        if file_id is None:
+            file_id, sent = send(handle, st.st_size, name, upload)
+            md5 = sent.md5.hexdigest()  # the bytes sent are the truth, even if the file changed
+            cache_put(cache_key(owner_uid, sent.sha.hexdigest(), name), file_id, st.st_size)
+    return file_id, name, md5
 
 
 def stage_in(
@@ -175,20 +265,16 @@ def stage_in(
     cache_get: CacheGet,
     cache_put: CachePut,
     tmpdir: Path,
+    owner_uid: int,
+    opener: Opener = open_member,
 ) -> StageInResult:
-    """Upload the bundle (every time) and each large file (unless the cache knows its content and name)."""
+    """Upload the bundle (every time) and each large file (unless this owner's cache has its content)."""
     file_ids: list[str] = []
     md5s: dict[str, str] = {}
     if plan.bundle_members:
         file_ids.append(_stage_bundle(plan, upload, Path(tmpdir), md5s))
     for member in plan.large_files:
-        sha, md5 = file_digests(member.source)
-        name = upload_name(member)
-        key = cache_key(sha, name)
-        file_id = cache_get(key)
-        if file_id is None:
-            file_id = upload(member.source, name)
-            cache_put(key, file_id, member.size)
+        file_id, name, md5 = _stage_large(member, owner_uid, upload, cache_get, cache_put, opener)
         file_ids.append(file_id)
         md5s[str(member.rel)] = md5
         md5s[name] = md5

@@ -18,6 +18,7 @@ from burst_agent.rescale.errors import AuthenticationError, TransientError, Vali
 from burst_agent.rescale.ratelimit import RateBudgets
 from burst_agent.rescale.retry import RetryPolicy
 from burst_agent.secret import Token
+from burst_agent.staging.bundle import send
 
 
 def _client(emulator, token: str | None = None, retries: int = 2) -> RescaleClient:
@@ -68,6 +69,17 @@ def test_upload_download_roundtrip_md5(client, tmp_path):
                                   expected_size=len(data))
     assert (tmp_path / "out.bin").read_bytes() == data
     assert (result.md5, result.size, result.resumed_from) == (meta["md5"], len(data), 0)
+
+
+def test_upload_from_an_open_reader_sends_exactly_its_bytes(client, tmp_path):
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(300_000))
+    with src.open("rb") as handle:
+        file_id, sent = send(handle, 200_000, "part.bin",
+                             lambda reader, name: client.upload_file(reader, name=name))
+    data = src.read_bytes()[:200_000]  # bytes past the size taken at open are not sent
+    assert sent.md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert client.get_file(file_id)["decryptedSize"] == 200_000
 
 
 def test_truncated_download_is_resumed_with_range(emulator, tmp_path):

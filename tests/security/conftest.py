@@ -144,6 +144,7 @@ class Site:
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.spool, self.state = self.root / "spool", self.root / "state"
@@ -171,7 +172,7 @@ class Site:
         log = (self.root / f"agent-{self.runs}.log").open("wb")
         command = f"umask 027; exec {AGENT} run --config {self.config}"
         self.proc = subprocess.Popen([RUNUSER, "-u", SERVICE_USER, "--", "/bin/sh", "-c", command],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd="/", env=USER_ENV)
+                                     stdout=log, stderr=subprocess.STDOUT, cwd="/", env={**USER_ENV, **self.env})
         wait_until(lambda: self.spool.joinpath("agent.sock").exists() or self.proc.poll() is not None,
                    30, "the agent socket")
         if self.proc.poll() is not None:

@@ -334,3 +334,10 @@ def test_a_crashing_check_is_a_failed_row_and_the_rest_still_run(monkeypatch):
     results = doctor.run_checks(Context(None, Host(which=lambda name: None)))
     assert [(n, r.status) for n, r in results] == [("boom", "failed"), ("fine", "ok"), ("slurm", "ok")]
     assert "RuntimeError: bug" in results[0][1].detail
+
+
+@pytest.mark.parametrize(("value", "status"), [("1", "ok"), ("0", "failed"), (None, "failed")])
+def test_hardlink_protection_is_required_by_the_spool_owner_check(value, status):
+    context = doctor.Context(config_path=None, host=doctor.Host(read_sysctl=lambda name: value))
+    result = doctor.check_hardlinks(context)
+    assert result.status == status and (status == "ok" or "protected_hardlinks=1" in result.fix)

@@ -1,6 +1,7 @@
 """Spool: producer helper, atomic claim, entry validation, quarantine, watcher wake-up."""
 
 import os
+import subprocess
 import threading
 import time
 
@@ -106,14 +107,47 @@ def test_two_claimers_only_one_wins(spool):
     assert "already claimed" in str(next(r for r in results if isinstance(r, AlreadyClaimed)))
 
 
-def test_reused_name_is_quarantined_not_overwritten(spool):
+def test_reused_name_is_claimed_under_a_new_name_not_overwritten(spool):
     drop_plain(spool, "job.sh", b"echo first\n")
     spool.claim("job.sh")
     drop_plain(spool, "job.sh", b"echo second\n")
-    with pytest.raises(EntryRejected, match="same name"):
-        spool.claim("job.sh")
+    assert spool.claim("job.sh").name == "job.sh.2"
     assert (spool.claimed / "job.sh").read_bytes() == b"echo first\n"
-    assert (spool.failed / "job.sh").read_bytes() == b"echo second\n"
+    assert (spool.claimed / "job.sh.2").read_bytes() == b"echo second\n"
+
+
+def test_a_name_a_finished_job_used_is_not_reused(spool):
+    drop_plain(spool, "job.sh", b"echo again\n")
+    entry = spool.take("job.sh", taken=lambda name: name in {"job.sh", "job.sh.2"})
+    assert (entry.name, entry.script) == ("job.sh.3", "echo again\n")
+
+
+def test_group_writable_script_is_refused_as_not_its_owners_word(spool):
+    drop_plain(spool, "gw.sh", b"echo hi\n")
+    os.chmod(spool.incoming / "gw.sh", 0o664)
+    with pytest.raises(EntryRejected, match="writable by group or others"):
+        spool.take("gw.sh")
+
+
+def test_retire_moves_an_entry_it_cannot_delete_to_failed(spool, tmp_path):
+    name = submit_entry(spool, SCRIPT)
+    spool.claim(name)
+    _deep_tree(spool.claimed / name, 1200)
+    spool.retire(name)
+    try:
+        assert not (spool.claimed / name).exists()
+        assert "too deep" in (spool.failed / f"{name}.reason").read_text()
+    finally:
+        subprocess.run(["rm", "-rf", str(spool.failed / name)], check=True)  # pytest's cleanup recurses
+
+
+def _deep_tree(top, depth: int) -> None:
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(depth):  # one level at a time: os.makedirs itself recurses
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,18 @@ import os
 import tarfile
 from pathlib import Path
 
+import pytest
 from fstree import make_tree as _tree
 
-from burst_agent.staging.bundle import BUNDLE_NAME, build_bundle, hash_file, placement_script, stage_in
+from burst_agent.rescale.errors import IntegrityError
+from burst_agent.staging.bundle import (
+    BUNDLE_NAME,
+    InputChangedError,
+    build_bundle,
+    hash_file,
+    placement_script,
+    stage_in,
+)
 from burst_agent.staging.inputs import plan_inputs
 
 
@@ -20,9 +29,11 @@ class FakeRemote:
         self.uploads: list[tuple[str, bytes]] = []
         self.cache: dict[str, str] = {}
 
-    def upload(self, path: Path, name: str) -> str:
-        self.uploads.append((name, path.read_bytes()))
-        return f"id{len(self.uploads)}"
+    def upload(self, reader, name: str) -> dict:
+        data = b"".join(iter(lambda: reader.read(7), b""))
+        self.uploads.append((name, data))
+        md5 = hashlib.md5(data).hexdigest()
+        return {"id": f"id{len(self.uploads)}", "md5": md5, "decryptedSize": len(data)}
 
     def cache_put(self, key: str, file_id: str, size: int) -> None:
         self.cache[key] = file_id
@@ -59,8 +70,8 @@ def test_large_file_uploaded_once_then_served_from_cache(tmp_path: Path) -> None
     plan = plan_inputs(work, "", large_threshold=100)
     remote = FakeRemote()
     kwargs = {"upload": remote.upload, "cache_get": remote.cache.get, "cache_put": remote.cache_put}
-    first = stage_in(plan, tmpdir=tmp_path, **kwargs)
-    second = stage_in(plan, tmpdir=tmp_path, **kwargs)
+    first = stage_in(plan, tmpdir=tmp_path, owner_uid=1, **kwargs)
+    second = stage_in(plan, tmpdir=tmp_path, owner_uid=1, **kwargs)
     assert [name for name, _ in remote.uploads] == [BUNDLE_NAME, "mesh.msh", BUNDLE_NAME]
     assert first.file_ids[1] == second.file_ids[1] == "id2"
     assert second.input_md5["mesh.msh"] == hashlib.md5(b"M" * 200).hexdigest()
@@ -73,7 +84,61 @@ def test_nested_large_file_gets_unique_upload_name_and_placement(tmp_path: Path)
     plan = plan_inputs(work, "", large_threshold=100)
     remote = FakeRemote()
     stage_in(plan, upload=remote.upload, cache_get=remote.cache.get, cache_put=remote.cache_put,
-             tmpdir=tmp_path)
+             tmpdir=tmp_path, owner_uid=1)
     name = remote.uploads[0][0]
     assert name.startswith(".burst-in-") and name.endswith("-mesh.msh")
     assert placement_script(plan) == f"mkdir -p -- case && mv -f -- {name} case/mesh.msh"
+
+
+def _stage(plan, remote: FakeRemote, tmp_path: Path, owner_uid: int):
+    return stage_in(plan, upload=remote.upload, cache_get=remote.cache.get, cache_put=remote.cache_put,
+                    tmpdir=tmp_path, owner_uid=owner_uid)
+
+
+def test_cached_large_file_is_never_reused_for_another_owner(tmp_path: Path) -> None:
+    plan = plan_inputs(_tree(tmp_path / "w", {"mesh.msh": b"M" * 200}), "", large_threshold=100)
+    remote = FakeRemote()
+    first = _stage(plan, remote, tmp_path, owner_uid=1001)
+    second = _stage(plan, remote, tmp_path, owner_uid=1002)
+    assert [name for name, _ in remote.uploads] == ["mesh.msh", "mesh.msh"]
+    assert first.file_ids != second.file_ids
+
+
+def test_bytes_cached_are_the_bytes_sent_even_if_the_file_changes_after_hashing(tmp_path: Path) -> None:
+    work = _tree(tmp_path / "w", {"mesh.msh": b"M" * 200})
+    plan = plan_inputs(work, "", large_threshold=100)
+    remote = FakeRemote()
+
+    def upload(reader, name: str) -> dict:
+        (work / "mesh.msh").write_bytes(b"X" * 200)  # rewritten under the same inode, after the hash pass
+        return remote.upload(reader, name)
+
+    result = stage_in(plan, upload=upload, cache_get=remote.cache.get, cache_put=remote.cache_put,
+                      tmpdir=tmp_path, owner_uid=1)
+    sent = remote.uploads[0][1]
+    assert result.input_md5["mesh.msh"] == hashlib.md5(sent).hexdigest()
+    assert list(remote.cache) == [f"uid1:sha256:{hashlib.sha256(sent).hexdigest()}:mesh.msh"]
+
+
+def test_upload_refused_when_the_server_stored_other_bytes(tmp_path: Path) -> None:
+    plan = plan_inputs(_tree(tmp_path / "w", {"mesh.msh": b"M" * 200}), "", large_threshold=100)
+    remote = FakeRemote()
+    lying = lambda reader, name: {**remote.upload(reader, name), "md5": "0" * 32}  # noqa: E731
+    with pytest.raises(IntegrityError, match="the server stored md5"):
+        stage_in(plan, upload=lying, cache_get=remote.cache.get, cache_put=remote.cache_put,
+                 tmpdir=tmp_path, owner_uid=1)
+    assert remote.cache == {}
+
+
+def test_an_input_that_shrinks_during_the_upload_fails_it(tmp_path: Path) -> None:
+    work = _tree(tmp_path / "w", {"mesh.msh": b"M" * 200})
+    plan = plan_inputs(work, "", large_threshold=100)
+    remote = FakeRemote()
+
+    def upload(reader, name: str) -> dict:
+        os.truncate(work / "mesh.msh", 10)
+        return remote.upload(reader, name)
+
+    with pytest.raises(InputChangedError, match="shrank"):
+        stage_in(plan, upload=upload, cache_get=remote.cache.get, cache_put=remote.cache_put,
+                 tmpdir=tmp_path, owner_uid=1)
