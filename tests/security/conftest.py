@@ -172,7 +172,8 @@ class Site:
         log = (self.root / f"agent-{self.runs}.log").open("wb")
         command = f"umask 027; exec {AGENT} run --config {self.config}"
         self.proc = subprocess.Popen([RUNUSER, "-u", SERVICE_USER, "--", "/bin/sh", "-c", command],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd="/", env={**USER_ENV, **self.env})
+                                     stdout=log, stderr=subprocess.STDOUT, cwd="/",
+                                     env={**USER_ENV, **self.env})
         wait_until(lambda: self.spool.joinpath("agent.sock").exists() or self.proc.poll() is not None,
                    30, "the agent socket")
         if self.proc.poll() is not None:
