@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -23,6 +25,61 @@ PLATFORMS: dict[str, str] = {
 
 class ConfigError(ValueError):
     """The config file is unreadable or invalid; the message names the file and key path."""
+
+
+_INT_LIMIT = 2**63 - 1  # SQLite's INTEGER; no setting needs more, and float() and str() stay safe
+_OVERSIZED = _INT_LIMIT + 1  # what the loader makes of a longer integer, so _convert names its key
+_DECIMAL = re.compile(r"[-+]?[0-9_]+", re.ASCII)
+
+
+def _show(value: Any, quote: bool = True) -> str:
+    """A value (repr) or key (str) for a message, cut to 100 characters."""
+    try:
+        text = repr(value) if quote else str(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits(), perhaps inside a list
+        return "an integer too large to print"
+    return text if len(text) <= 100 else text[:100] + "..."
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose constructors' Python errors (`2001-13-45`, `!!int abc`) are marked YAML errors."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, LookupError, AttributeError, TypeError, OverflowError) as exc:
+            value = _show(node.value) if isinstance(node, yaml.ScalarNode) else "the value"
+            problem = f"cannot read {value} as {node.tag.rpartition(':')[2]}: {_reason(exc)}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from exc
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).partition(";")[0]  # int()'s limit message ends in advice for programmers
+
+
+def _parse_yaml(text: str) -> Any:
+    """YAML through _Loader; the scanner's Python errors (`"\\U0011FFFF"`, a long `%YAML`) are YAML errors."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    except (ValueError, OverflowError) as exc:
+        problem = f"cannot read: {_reason(exc)}"
+        raise yaml.scanner.ScannerError(None, None, problem, loader.get_mark()) from exc
+    finally:
+        loader.dispose()
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    try:
+        value = loader.construct_yaml_int(node)
+    except ValueError:
+        if not _DECIMAL.fullmatch(node.value):
+            raise
+        return _OVERSIZED  # int() refuses more than 4300 decimal digits
+    return value if -_INT_LIMIT <= value <= _INT_LIMIT else _OVERSIZED
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _range(lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
@@ -123,6 +180,10 @@ class AgentConfig:
     log_tail_interval_s: float = _range(1, 3600, default=10.0)
     # A relay silent this long is checked against the scheduler; a vanished job is stopped remotely.
     relay_grace_s: float = _range(10, 86400, default=120.0)
+    # agent.sock: open connections per uid and in all (over the cap: a `busy` answer), time per request.
+    relay_max_connections_per_user: int = _range(1, 4096, default=16)
+    relay_max_connections: int = _range(1, 65536, default=256)
+    relay_request_timeout_s: float = _range(0.1, 3600, default=10.0)
     # Finished relay jobs' copies in the spool (logs/, undelivered results/) are deleted after this; 0 keeps.
     spool_retention_days: float = _range(0, 3650, default=14.0)
     # Slurm account / PBS project -> Rescale project id
@@ -157,7 +218,7 @@ class Config:
 _SCALARS: dict[Any, tuple[Callable[[Any], bool], Callable[[Any], Any]]] = {
     bool: (lambda v: isinstance(v, bool), bool),
     int: (lambda v: isinstance(v, int) and not isinstance(v, bool), int),
-    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), float),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v), float),
     str: (lambda v: isinstance(v, str), str),
     Path: (lambda v: isinstance(v, str) and bool(v), Path),
 }
@@ -180,6 +241,8 @@ def _describe(tp: Any) -> str:
 
 
 def _convert(value: Any, tp: Any, path: str) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT_LIMIT <= value <= _INT_LIMIT:
+        raise ConfigError(f"{path}: integer out of range (more than 64 bits)")
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
@@ -190,11 +253,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, arg, path)
             except ConfigError:
                 continue
-        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {_show(value)}")
     if origin is Literal:
         if value in get_args(tp):
             return value
-        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {_show(value)}")
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
@@ -204,13 +267,14 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
         key_tp, val_tp = get_args(tp)
-        return {_convert(k, key_tp, f"{path}"): _convert(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+        return {_convert(k, key_tp, path): _convert(v, val_tp, f"{path}.{_show(k, quote=False)}")
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
     check = _SCALARS.get(tp)
     if check is not None and check[0](value):
         return check[1](value)
-    raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    raise ConfigError(f"{path}: expected {_describe(tp)}, got {_show(value)}")
 
 
 def _check_range(value: Any, meta: Mapping[str, Any], path: str) -> None:
@@ -232,7 +296,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            raise ConfigError(f"{path}.{key}: unknown key".lstrip("."))
+            raise ConfigError(f"{path}.{_show(key, quote=False)}: unknown key".lstrip("."))
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         key_path = f"{path}.{name}".lstrip(".")
@@ -244,9 +308,10 @@ def _build(cls: type, data: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
-def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """BURST_AGENT__API__BASE_URL=... sets api.base_url; values are parsed as YAML scalars."""
-    for name, raw in environ.items():
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> Iterator[str]:
+    """BURST_AGENT__API__BASE_URL=... sets api.base_url (values are YAML); yields each name once applied."""
+    for name in sorted(environ):
+        raw = environ[name]
         if not name.startswith(ENV_PREFIX):
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
@@ -259,11 +324,13 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> di
                 raise ConfigError(f"environment {name}: {key} is not a section")
             node = child
         try:
-            node[keys[-1]] = yaml.safe_load(raw)
+            node[keys[-1]] = _parse_yaml(raw)
+        except RecursionError as exc:
+            raise ConfigError(f"environment {name}: nested too deeply to be a config value") from exc
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", exc)
             raise ConfigError(f"environment {name}: not a YAML value: {problem}") from exc
-    return data
+        yield name
 
 
 def config_from_mapping(data: Any, source: str = "<config>") -> Config:
@@ -285,7 +352,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
         try:
-            data = yaml.safe_load(text) or {}
+            data = _parse_yaml(text) or {}
         except RecursionError as exc:
             raise ConfigError(f"{path}: nested too deeply to be a config") from exc
         except yaml.YAMLError as exc:
@@ -294,8 +361,11 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    data = _apply_env_overrides(data, os.environ if environ is None else environ)
-    return config_from_mapping(data, source)
+    config = config_from_mapping(data, source)
+    # Checked again after each override, so an error names the variable that caused it.
+    for name in _apply_env_overrides(data, os.environ if environ is None else environ):
+        config = config_from_mapping(data, f"environment {name}")
+    return config
 
 
 def env_override_paths(environ: Mapping[str, str]) -> dict[str, str]:

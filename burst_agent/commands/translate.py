@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
+from burst_agent.spool import REQUEST_MAX_BYTES, SCRIPT_MAX_BYTES
+
 EXIT_UNTRANSLATABLE = 2
 CACHE_TTL_S = 24 * 3600
+CORETYPES_MAX_BYTES = 16 * 1024 * 1024  # the real catalogue is well under 1 MiB
+JSON_MAX_DIGITS = 100  # int() itself stops at 4300 digits, with advice meant for programmers
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory", stat.S_IFSOCK: "a socket",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,12 +95,43 @@ def fetch_catalogue(api: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _read_json(path: Path) -> Any:
+def _read_text(path: Path, cap: int) -> str:
+    """A regular file's UTF-8 text of at most `cap` bytes; anything else is a ValueError saying why."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "a special file")
+                raise ValueError(f"{path}: cannot read: {kind}, not a regular file")
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read(cap + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    if len(data) > cap:
+        raise ValueError(f"{path}: cannot read: larger than the {cap}-byte limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: cannot read: not UTF-8 text") from exc
+
+
+def _json_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > JSON_MAX_DIGITS:
+        raise ValueError(f"an integer of {len(digits)} digits is too large")
+    return int(digits)
+
+
+def _read_json(path: Path, cap: int) -> Any:
+    text = _read_text(path, cap)
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except RecursionError as exc:
+        raise ValueError(f"{path}: not valid JSON: nested too deeply") from exc
+    except ValueError as exc:
         raise ValueError(f"{path}: not valid JSON: {exc}") from exc
 
 
@@ -104,19 +145,21 @@ def run(args: argparse.Namespace) -> int:
 
     name = str(args.script)
     try:
-        text = args.script.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        print(f"{name}: cannot read: {reason}", file=sys.stderr)
+        text = _read_text(args.script, SCRIPT_MAX_BYTES)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return EXIT_UNTRANSLATABLE
     try:
-        overrides = _read_json(args.request) if args.request else None
+        overrides = _read_json(args.request, REQUEST_MAX_BYTES) if args.request else None
     except ValueError as exc:
         print(f"{name}: request file {exc}", file=sys.stderr)
         return EXIT_UNTRANSLATABLE
     try:
         config = load_config(args.config)
-        data = _read_json(args.coretypes) if args.coretypes else fetch_catalogue(config.api)
+        if args.coretypes:
+            data = _read_json(args.coretypes, CORETYPES_MAX_BYTES)
+        else:
+            data = fetch_catalogue(config.api)
         catalogue = load_catalogue(data)
     except (ConfigError, CatalogueError, TokenError, RescaleError, ValueError) as exc:
         print(f"burst-agent translate: {exc}", file=sys.stderr)

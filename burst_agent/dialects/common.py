@@ -7,12 +7,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from burst_agent.dialects.prologue import Directive
+from burst_agent.dialects.units import BLANKS, MAX_DIGITS, shown
 from burst_agent.request import JobRequest, Location, ScriptWarning, TranslateError
 
 MEMORY_KEYS = ("mem_per_node_mb", "mem_per_cpu_mb", "mem_per_gpu_mb", "mem_per_job_mb", "mem_per_task_mb")
 GPU_KEYS = ("gpus_per_node", "gpus_per_task", "gpus_total")
 REQUEST_FILE = Location(None, "request file")
 _COUNT = re.compile(r"[0-9]+", re.ASCII)
+_ARRAY = re.compile(r"[0-9]+(-[0-9]+(:[0-9]+)?)?(,[0-9]+(-[0-9]+(:[0-9]+)?)?)*(%[0-9]+)?", re.ASCII)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -21,12 +23,23 @@ def _ceil_div(a: int, b: int) -> int:
 
 def parse_count(value: str, what: str, *, minimum: int = 1) -> int:
     """A decimal count of at least `minimum`; anything else is a TranslateError (no location yet)."""
-    if not _COUNT.fullmatch(value.strip()):
-        raise TranslateError(f"{what} must be a whole number, got {value!r}")
-    number = int(value)
+    digits = value.strip(BLANKS)
+    if not _COUNT.fullmatch(digits):
+        raise TranslateError(f"{what} must be a whole number, got {shown(value)}")
+    if len(digits) > MAX_DIGITS:
+        raise TranslateError(f"{what} must have at most {MAX_DIGITS} digits, got {shown(value)}")
+    number = int(digits)
     if number < minimum:
         raise TranslateError(f"{what} must be at least {minimum}, got {number}")
     return number
+
+
+def array_spec(value: str, example: str) -> str:
+    """A job-array spec (indices, ranges, steps, a `%` limit), each number of at most MAX_DIGITS digits."""
+    spec = value.strip(BLANKS)
+    if not _ARRAY.fullmatch(spec) or any(len(n) > MAX_DIGITS for n in _COUNT.findall(spec)):
+        raise TranslateError(f"array must be like {example}, got {shown(value)}")
+    return spec
 
 
 class Raw:
@@ -62,7 +75,7 @@ class Raw:
 def _int_field(minimum: int) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise TranslateError(f"{key} must be an integer of at least {minimum}, got {value!r}",
+            raise TranslateError(f"{key} must be an integer of at least {minimum}, got {shown(value)}",
                                  directive="request file")
         return value
 
@@ -71,13 +84,13 @@ def _int_field(minimum: int) -> Callable[[str, Any], int]:
 
 def _str_field(key: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise TranslateError(f"{key} must be a string, got {value!r}", directive="request file")
+        raise TranslateError(f"{key} must be a string, got {shown(value)}", directive="request file")
     return value
 
 
 def _bool_field(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise TranslateError(f"{key} must be true or false, got {value!r}", directive="request file")
+        raise TranslateError(f"{key} must be true or false, got {shown(value)}", directive="request file")
     return value
 
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from burst_agent.dialects.common import Raw, parse_count
+from burst_agent.dialects.common import Raw, array_spec, parse_count
 from burst_agent.dialects.prologue import Directive
 from burst_agent.dialects.slurm import export_list
 from burst_agent.dialects.units import UnitError, parse_pbs_memory, parse_pbs_time
@@ -78,7 +78,6 @@ RESOURCES: dict[str, tuple[str, str]] = {
 }
 CHUNK_RESOURCES: dict[str, str] = {"ncpus": "count", "mpiprocs": "count", "ompthreads": "count",
                                    "ngpus": "gpu_count", "mem": "memory"}
-_ARRAY = re.compile(r"[0-9]+(-[0-9]+(:[0-9]+)?)?(,[0-9]+(-[0-9]+(:[0-9]+)?)?)*(%[0-9]+)?", re.ASCII)
 _HOST_PATH = re.compile(r"[A-Za-z0-9_.-]+:(?=/)")
 
 
@@ -199,9 +198,7 @@ def _join(raw: Raw, key: str, value: str, d: Directive) -> None:
 
 
 def _array(raw: Raw, key: str, value: str, d: Directive) -> None:
-    if not _ARRAY.fullmatch(value.strip()):
-        raise TranslateError(f"array must be like 1-10, 1,3,5 or 1-10:2%4, got {value!r}")
-    raw.set(key, value.strip(), d)
+    raw.set(key, array_spec(value, "1-10, 1,3,5 or 1-10:2%4"), d)
 
 
 def _shell(raw: Raw, key: str, value: str, d: Directive) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from burst_agent.dialects.common import Raw, parse_count
+from burst_agent.dialects.common import Raw, array_spec, parse_count
 from burst_agent.dialects.prologue import Directive
-from burst_agent.dialects.units import UnitError, parse_slurm_memory, parse_slurm_time
+from burst_agent.dialects.units import BLANKS, UnitError, parse_slurm_memory, parse_slurm_time, shown
 from burst_agent.request import TranslateError
 
 PREFIX = re.compile(r"#SBATCH(?=\s|$)")
@@ -100,13 +100,12 @@ OPTIONS: dict[str, tuple[str | None, str, str, str]] = {
 SHORT: dict[str, str] = {spec[0]: name for name, spec in OPTIONS.items() if spec[0]}
 
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?", re.ASCII)
-_ARRAY = re.compile(r"[0-9]+(-[0-9]+(:[0-9]+)?)?(,[0-9]+(-[0-9]+(:[0-9]+)?)?)*(%[0-9]+)?", re.ASCII)
 
 
 def _nodes(raw: Raw, key: str, value: str, d: Directive) -> None:
-    match = _RANGE.fullmatch(value.strip())
+    match = _RANGE.fullmatch(value.strip(BLANKS))
     if not match:
-        raise TranslateError(f"nodes must be a count or a range MIN-MAX, got {value!r}")
+        raise TranslateError(f"nodes must be a count or a range MIN-MAX, got {shown(value)}")
     low = parse_count(match.group(1), "nodes")
     if match.group(2) is not None and parse_count(match.group(2), "nodes") < low:
         raise TranslateError(f"node range {value!r} is empty")
@@ -132,11 +131,11 @@ def _gpu_count(value: str, *, count_optional: bool) -> tuple[str | None, int]:
         return head or None, parse_count(tail, "GPU count", minimum=0)
     if count_optional and ":" not in value:
         return value or None, 1
-    raise TranslateError(f"GPU request must be [TYPE:]COUNT, got {value!r}")
+    raise TranslateError(f"GPU request must be [TYPE:]COUNT, got {shown(value)}")
 
 
 def _set_gpus(raw: Raw, key: str, value: str, d: Directive, *, count_optional: bool) -> None:
-    gpu_type, count = _gpu_count(value.strip(), count_optional=count_optional)
+    gpu_type, count = _gpu_count(value.strip(BLANKS), count_optional=count_optional)
     if gpu_type:
         raw.warn(d, f"GPU type {gpu_type!r} is not used for selection; use translate.rules to pin it")
     raw.set(key, count, d)
@@ -164,9 +163,7 @@ def _flag(raw: Raw, key: str, value: str, d: Directive) -> None:
 
 
 def _array(raw: Raw, key: str, value: str, d: Directive) -> None:
-    if not _ARRAY.fullmatch(value.strip()):
-        raise TranslateError(f"array must be like 0-15, 1,3,5 or 0-15:2%4, got {value!r}")
-    raw.set(key, value.strip(), d)
+    raw.set(key, array_spec(value, "0-15, 1,3,5 or 0-15:2%4"), d)
 
 
 def export_list(raw: Raw, value: str, d: Directive) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 
 MB = 1024 * 1024
+# str.strip() and int() take any Unicode space (\x1f, U+2003) and int() takes Unicode digits and `_`:
+# numbers here are ASCII digits, with at most blanks around them.
+BLANKS = " \t"
+MAX_DIGITS = 30  # far past any real count or size, and well under int()'s 4300-digit limit
 
 
 class UnitError(ValueError):
@@ -13,6 +17,22 @@ class UnitError(ValueError):
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """repr() of a value for a message, cut to about `limit` characters."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int past 4300 digits; a list nested to the recursion limit
+        return f"{type(value).__name__} too large to show"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def to_int(digits: str, text: str) -> int:
+    """ASCII `digits` (already matched) as an int; more than MAX_DIGITS of them is a UnitError."""
+    if len(digits) > MAX_DIGITS:
+        raise UnitError(f"invalid number in {shown(text)}: more than {MAX_DIGITS} digits")
+    return int(digits)
 
 
 # Slurm --time forms, each: regex -> field names. Leading field unbounded, the rest bounded.
@@ -35,16 +55,16 @@ UNLIMITED_WORDS = frozenset({"UNLIMITED", "INFINITE"})
 def _sum_fields(values: tuple[str, ...], names: tuple[str, ...], text: str) -> int:
     total = 0
     for i, (value, name) in enumerate(zip(values, names, strict=True)):
-        number = int(value)
+        number = to_int(value, text)
         if i > 0 and number >= _UNIT_LIMIT.get(name, number + 1):
-            raise UnitError(f"invalid time {text!r}: {name} field {number} is out of range")
+            raise UnitError(f"invalid time {shown(text)}: {name} field {number} is out of range")
         total += number * _UNIT_SECONDS[name]
     return total
 
 
 def parse_slurm_time(text: str) -> int | None:
     """Slurm --time in seconds; None means no limit (UNLIMITED, INFINITE or 0)."""
-    value = text.strip()
+    value = text.strip(BLANKS)
     if value.upper() in UNLIMITED_WORDS:
         return None
     for pattern, names in _SLURM_TIME_FORMS:
@@ -52,9 +72,8 @@ def parse_slurm_time(text: str) -> int | None:
         if match:
             seconds = _sum_fields(match.groups(), names, text)
             return seconds or None  # Slurm: a time limit of 0 means no limit
-    raise UnitError(
-        f"invalid time {text!r}: expected minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"
-    )
+    raise UnitError(f"invalid time {shown(text)}: expected minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
+                    "D-HH:MM:SS or UNLIMITED")
 
 
 _PBS_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+):(\d+)|(\d+)", re.ASCII)
@@ -62,18 +81,17 @@ _PBS_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+):(\d+)|(\d+)", re.ASCII)
 
 def parse_pbs_time(text: str) -> int:
     """PBS walltime in seconds: seconds, MM:SS, HH:MM:SS or D:HH:MM:SS."""
-    value = text.strip()
-    match = _PBS_TIME.fullmatch(value)
+    match = _PBS_TIME.fullmatch(text.strip(BLANKS))
     if not match:
-        raise UnitError(f"invalid time {text!r}: expected seconds, MM:SS, HH:MM:SS or D:HH:MM:SS")
+        raise UnitError(f"invalid time {shown(text)}: expected seconds, MM:SS, HH:MM:SS or D:HH:MM:SS")
     d, h, m, s, plain = match.groups()
     if plain is not None:
-        seconds = int(plain)
+        seconds = to_int(plain, text)
     else:
         fields = [(v, n) for v, n in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if v is not None]
         seconds = _sum_fields(tuple(v for v, _ in fields), tuple(n for _, n in fields), text)
     if seconds <= 0:
-        raise UnitError(f"invalid time {text!r}: the walltime must be positive")
+        raise UnitError(f"invalid time {shown(text)}: the walltime must be positive")
     return seconds
 
 
@@ -113,11 +131,11 @@ _SLURM_MEM_KB = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}
 
 def parse_slurm_memory(text: str) -> int:
     """Slurm --mem value in MB (rounded up): no unit = MB; K/M/G/T with optional B, any case."""
-    match = _SLURM_MEM.fullmatch(text.strip())
+    match = _SLURM_MEM.fullmatch(text.strip(BLANKS))
     if not match:
-        raise UnitError(f"invalid memory {text!r}: expected a number with an optional K, M, G or T unit")
+        raise UnitError(f"invalid memory {shown(text)}: expected a number with an optional K, M, G or T unit")
     number, unit = match.groups()
-    kib = int(number) * _SLURM_MEM_KB[(unit or "M").upper()]
+    kib = to_int(number, text) * _SLURM_MEM_KB[(unit or "M").upper()]
     return _ceil_div(kib, 1024)
 
 
@@ -127,12 +145,13 @@ _PBS_MEM_SCALE = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 def parse_pbs_memory(text: str) -> int:
     """PBS size in MB (rounded up): b/kb/mb/gb/tb (or w/kw/.. words of 8 bytes); no unit = bytes."""
-    match = _PBS_MEM.fullmatch(text.strip())
+    match = _PBS_MEM.fullmatch(text.strip(BLANKS))
     if not match:
-        raise UnitError(f"invalid memory {text!r}: expected a number with an optional b/kb/mb/gb/tb unit")
+        raise UnitError(f"invalid memory {shown(text)}: expected a number with an optional b/kb/mb/gb/tb "
+                        "unit")
     number, unit = match.groups()
     unit = (unit or "b").lower()
-    size = int(number) * _PBS_MEM_SCALE[unit[:-1]] * (8 if unit.endswith("w") else 1)
+    size = to_int(number, text) * _PBS_MEM_SCALE[unit[:-1]] * (8 if unit.endswith("w") else 1)
     return _ceil_div(size, MB)
 
 

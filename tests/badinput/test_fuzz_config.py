@@ -38,8 +38,15 @@ def _key_paths(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]
 
 
 KEY_PATHS = _key_paths(Config)
+# Integers int(), float() or str() refuse: past 4300 digits, or hex too large for a float.
+HUGE_INT_TEXT = st.one_of(
+    st.integers(4290, 4400).map(lambda n: "9" * n), st.integers(300, 4000).map(lambda n: "0x" + "f" * n),
+    st.integers(19, 40).map(lambda n: "-" + "1" * n),
+)
+HUGE_INTS = st.one_of(st.integers(2**63 - 2, 2**64), st.integers(4301, 5000).map(lambda n: 10**n),
+                      st.integers(4301, 5000).map(lambda n: -(16**n)))
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(-3, 3), st.floats(), st.text(max_size=12),
+    st.none(), st.booleans(), st.integers(), st.integers(-3, 3), st.floats(), st.text(max_size=12), HUGE_INTS,
     st.sampled_from(["auto", "slurm", "us", "eu", "http://127.0.0.1:1", "/tmp/x", "", "0", "-1", "1e309"]),
 )
 VALUES = st.recursive(
@@ -69,13 +76,15 @@ YAML_WORDS = st.sampled_from([
     "api:", "agent:", "translate:", "staging:", "metrics:", "rules:", "  ", "- ", ": ", "{", "}", "[", "]",
     "&a", "*a", "!!python/object:os.system", "!!binary", "'", '"', "#", "\n", "\t", "---", "...", "? ",
     "base_url: x", "poll_interval_s: 1e400", "workers: .nan", "~", "null", "yes", "0x1F", "%YAML 1.1",
+    "2001-13-45", "!!int abc", "!!float x", "!!timestamp x", "!!bool x", "!!int", ".inf", "-.inf",
+    "max_retries: ", '"\\U0011FFFF"', '"\\UFFFFFFFF"', '"\\x', "%YAML 1.",
 ])
-YAML_TEXT = st.lists(st.one_of(YAML_WORDS, st.text(max_size=8)), max_size=30).map("".join)
+YAML_TEXT = st.lists(st.one_of(YAML_WORDS, st.text(max_size=8), HUGE_INT_TEXT), max_size=30).map("".join)
 ENV_NAMES = st.one_of(
     st.sampled_from(["__".join(p).upper() for p in KEY_PATHS]).map(ENV_PREFIX.__add__),
     st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_", max_size=12).map(ENV_PREFIX.__add__),
 )
-ENVIRON = st.dictionaries(ENV_NAMES, st.one_of(YAML_TEXT, st.text(max_size=10)), max_size=3)
+ENVIRON = st.dictionaries(ENV_NAMES, st.one_of(YAML_TEXT, st.text(max_size=10), HUGE_INT_TEXT), max_size=3)
 
 
 def _accepts_or_config_error(build: Any) -> None:
@@ -107,6 +116,15 @@ def test_load_config_of_arbitrary_bytes_never_crashes(tmp_path_factory: Any, raw
     path: Path = tmp_path_factory.getbasetemp() / "fuzz-bytes.yaml"
     path.write_bytes(raw)
     _accepts_or_config_error(lambda: load_config(path, {}))
+
+
+@FUZZ
+@given(ENV_NAMES, st.one_of(YAML_TEXT, HUGE_INT_TEXT, st.text(max_size=10)))
+def test_env_override_errors_name_the_variable(name: str, value: str) -> None:
+    try:
+        load_config(None, {name: value})
+    except ConfigError as exc:
+        assert str(exc).startswith(f"environment {name}: "), exc
 
 
 def test_deeply_nested_yaml_is_a_config_error(tmp_path: Path) -> None:

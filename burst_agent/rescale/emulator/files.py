@@ -105,6 +105,29 @@ def _inside(root: Path, member: str) -> bool:
     return target == root or root in target.parents
 
 
+def _plain_member(member: tarfile.TarInfo, root: Path) -> bool:
+    """A regular file or directory whose name stays inside root: no absolute path, no `..`."""
+    name = PurePosixPath(member.name)
+    return (
+        (member.isreg() or member.isdir())
+        and not name.is_absolute()
+        and ".." not in name.parts
+        and _inside(root, member.name)
+    )
+
+
+def _extract_tar(tf: tarfile.TarFile, dest: Path, root: Path) -> None:
+    # Extraction filters came with Python 3.11.4; Debian 12 runs 3.11.2. The member check is the safety
+    # on every version; "data", where it exists, adds its own and keeps 3.12+ from warning.
+    data_filter = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    for member in tf.getmembers():
+        if not _plain_member(member, root):
+            continue  # links, devices, escaping names: skipped, as zip members are
+        tf.extract(member, dest, set_attrs=False, **data_filter)  # no owner, mode or mtime from the archive
+        if member.isreg():
+            os.chmod(dest / member.name, member.mode & 0o755 | 0o600)
+
+
 def extract_archive(archive: Path, dest: Path) -> bool:
     """Unpack a zip or tar archive into dest as Rescale does; members escaping dest are skipped."""
     lower = archive.name.lower()
@@ -117,6 +140,6 @@ def extract_archive(archive: Path, dest: Path) -> bool:
         return True
     if lower.endswith(TAR_SUFFIXES):
         with tarfile.open(archive, "r:*") as tf:
-            tf.extractall(dest, filter="data")
+            _extract_tar(tf, dest, root)
         return True
     return False
