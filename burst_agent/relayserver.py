@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import socket
-import socketserver
 import stat
 import threading
 import time
@@ -17,11 +16,22 @@ from typing import Any
 
 from burst_agent.pipeline.cancel import request_cancel
 from burst_agent.pipeline.context import Context
-from burst_agent.relayproto import LOG_CHUNK, ProtocolError, peer_uid, read_message, send_message
+from burst_agent.relayproto import (
+    LOG_CHUNK,
+    ProtocolError,
+    offset_field,
+    peer_uid,
+    read_request,
+    send_message,
+    text_field,
+)
 from burst_agent.staging.safepath import STAGING_DIR_NAME, UnsafePathError, safe_relpath
 from burst_agent.store import JobRecord
 
 Handler = Callable[["RelayServer", int, dict[str, Any]], tuple[dict[str, Any], list[int]]]
+# What a malformed request can raise on its way through json and the handlers: an error answer each.
+BAD_REQUEST = (ProtocolError, ValueError, TypeError, OverflowError, RecursionError)
+REFUSAL_LOG_EVERY_S = 60.0
 
 
 def _owned_by(path: Path, uid: int) -> bool:
@@ -37,6 +47,8 @@ def _read_log(path: str | None, offset: int) -> tuple[bytes, int]:
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
+            if offset >= size:  # also past what lseek() takes on this file system (EINVAL)
+                return b"", size
             handle.seek(offset)
             return handle.read(LOG_CHUNK), size
     except FileNotFoundError:
@@ -60,7 +72,13 @@ class RelayServer:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.last_seen: dict[str, float] = {}
-        self._server: socketserver.ThreadingUnixStreamServer | None = None
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._open: dict[int, int] = {}  # uid -> connections being served
+        self._refused = 0
+        self._logged_at: dict[str, float] = {}
 
     # -- authorisation ------------------------------------------------------------------------
 
@@ -86,11 +104,12 @@ class RelayServer:
     # -- operations ---------------------------------------------------------------------------
 
     def status(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-        entry = str(msg.get("entry", ""))
+        entry = text_field(msg, "entry")
+        offset = offset_field(msg)
         job = self._job(uid, entry)
         if job is None:
             return self._unrecorded(uid, entry), []
-        data, size = _read_log(job.stdout_path, max(0, int(msg.get("offset", 0))))
+        data, size = _read_log(job.stdout_path, offset)
         return {
             "state": job.state.value, "terminal": job.terminal, "remote_status": job.remote_status,
             "remote_job_id": job.remote_job_id, "exit_code": job.exit_code, "reason": job.failure_reason,
@@ -98,7 +117,7 @@ class RelayServer:
         }, []
 
     def cancel(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-        job = self._job(uid, str(msg.get("entry", "")))
+        job = self._job(uid, text_field(msg, "entry"))
         if job is None:
             return {"error": "no such job of yours"}, []
         job = request_cancel(self.ctx.store, job.id, self.ctx.clock())
@@ -106,7 +125,7 @@ class RelayServer:
         return {"state": job.state.value}, []
 
     def _results(self, uid: int, msg: dict[str, Any]) -> tuple[JobRecord | None, Path | None]:
-        job = self._job(uid, str(msg.get("entry", "")))
+        job = self._job(uid, text_field(msg, "entry"))
         if job is None or not job.terminal or not job.output_dir:
             return job, None
         return job, Path(job.output_dir)
@@ -122,7 +141,7 @@ class RelayServer:
         if root is None:
             return {"error": "no finished job of yours with outputs"}, []
         try:
-            rel = safe_relpath(str(msg.get("path", "")))
+            rel = safe_relpath(text_field(msg, "path"))
             fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except (UnsafePathError, OSError) as exc:
             return {"error": f"cannot open output: {exc}"}, []
@@ -143,42 +162,125 @@ class RelayServer:
 
     # -- serving ------------------------------------------------------------------------------
 
-    def handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket, uid: int) -> None:
+        """One request from `uid` on `conn`, answered within the deadline (twice: to read, to answer)."""
+        timeout = self.ctx.config.agent.relay_request_timeout_s
+        out_fds: list[int] = []
         try:
-            msg, fds = read_message(conn)
-            for fd in fds:  # requests never carry files
-                os.close(fd)
-            handler = self.OPS.get(str(msg.get("op")))
-            answer, out_fds = handler(self, peer_uid(conn), msg) if handler else ({"error": "unknown op"}, [])
-        except (ProtocolError, ValueError, TypeError) as exc:
-            answer, out_fds = {"error": str(exc)}, []
+            msg = read_request(conn, time.monotonic() + timeout)
+            op = msg.get("op")
+            handler = self.OPS.get(op) if isinstance(op, str) else None
+            answer, out_fds = handler(self, uid, msg) if handler else ({"error": "unknown op"}, [])
+        except BAD_REQUEST as exc:
+            answer = {"error": str(exc)[:200] or type(exc).__name__}
         try:
+            conn.settimeout(timeout)
             send_message(conn, answer, out_fds)
         finally:
             for fd in out_fds:
                 os.close(fd)
 
+    def _admit(self, uid: int) -> str | None:
+        """Count the connection in, or say why not (the caps are read live, so SIGHUP changes them)."""
+        cfg = self.ctx.config.agent
+        with self._lock:
+            if sum(self._open.values()) >= cfg.relay_max_connections:
+                return f"busy: the agent is serving {cfg.relay_max_connections} relay connections; retry"
+            if self._open.get(uid, 0) >= cfg.relay_max_connections_per_user:
+                return f"busy: uid {uid} has {cfg.relay_max_connections_per_user} connections open; retry"
+            self._open[uid] = self._open.get(uid, 0) + 1
+        return None
+
+    def _release(self, uid: int) -> None:
+        with self._lock:
+            self._open[uid] -= 1
+            if not self._open[uid]:
+                del self._open[uid]
+
+    def _refuse(self, conn: socket.socket, uid: int, reason: str) -> None:
+        """Answer at once without waiting for the request (never blocks the accept loop), and close."""
+        with contextlib.suppress(OSError):
+            conn.setblocking(False)
+            send_message(conn, {"error": reason, "busy": True})
+        conn.close()
+        self._refused += 1
+        if self._now_and_then("refused"):
+            self.ctx.log.warning("relay connections refused", uid=uid, reason=reason, refused=self._refused)
+            self._refused = 0
+
+    def _now_and_then(self, what: str) -> bool:
+        """True at most once a minute per `what`: a flood must not flood the log too."""
+        now = time.monotonic()
+        if now - self._logged_at.get(what, -REFUSAL_LOG_EVERY_S) < REFUSAL_LOG_EVERY_S:
+            return False
+        self._logged_at[what] = now
+        return True
+
+    def _serve_one(self, conn: socket.socket, uid: int) -> None:
+        try:
+            with conn:
+                self.handle(conn, uid)
+        except OSError as exc:  # the peer went away or would not take its answer in time
+            self.ctx.log.debug("relay connection failed", uid=uid, error=str(exc))
+        except Exception as exc:  # a bug or the store failing: one log line, no traceback, and no answer
+            # (an error answer to `outputs` would let the relay go on to `delivered` and lose the outputs).
+            self.ctx.log.error("relay request failed", uid=uid, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._release(uid)
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        try:
+            uid = peer_uid(conn)
+        except OSError:
+            conn.close()
+            return
+        refusal = self._admit(uid)
+        if refusal is not None:
+            self._refuse(conn, uid, refusal)
+            return
+        try:
+            threading.Thread(target=self._serve_one, args=(conn, uid), name="relay-conn", daemon=True).start()
+        except RuntimeError:  # no thread to be had
+            self._release(uid)
+            self._refuse(conn, uid, "busy: the agent cannot start a thread; retry")
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _addr = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    return
+                # EMFILE/ENFILE: the connection stays queued; back off instead of spinning.
+                if self._now_and_then("accept"):
+                    self.ctx.log.warning("relay socket accept failed", error=str(exc))
+                self._stopping.wait(0.1)
+                continue
+            self._dispatch(conn)
+
     def start(self) -> None:
         path = self.ctx.spool.socket_path
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        outer = self
-
-        class _Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                try:
-                    outer.handle(self.request)
-                except OSError as exc:
-                    outer.ctx.log.warning("relay connection failed", error=str(exc))
-
-        self._server = socketserver.ThreadingUnixStreamServer(str(path), _Handler)
-        self._server.daemon_threads = True
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
         os.chmod(path, 0o666)  # anyone may connect; SO_PEERCRED decides what they may see
-        threading.Thread(target=self._server.serve_forever, name="relay-server", daemon=True).start()
+        listener.listen(socket.SOMAXCONN)
+        listener.settimeout(0.5)  # so the loop sees stop(); accepted sockets are blocking
+        self._listener = listener
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._accept_loop, args=(listener,), name="relay-server",
+                                        daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        if self._listener is not None:
+            self._stopping.set()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._listener.close()
+            self._listener = None
             with contextlib.suppress(FileNotFoundError):
                 self.ctx.spool.socket_path.unlink()

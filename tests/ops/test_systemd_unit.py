@@ -60,6 +60,7 @@ def test_unit_contract():
         "ExecReload": ["/bin/kill -HUP $MAINPID"], "User": ["burst-agent"], "Group": ["burst-agent"],
         "LoadCredential": ["rescale-token:/etc/burst-agent/token"], "CapabilityBoundingSet": [""],
         "ProtectSystem": ["strict"], "ProtectHome": ["read-only"], "NoNewPrivileges": ["yes"],
+        "LimitNOFILE": ["65536"],
         "ReadWritePaths": ["/var/spool/burst-agent /var/lib/burst-agent"],
         "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"], "TimeoutStopSec": ["60"],
     }
