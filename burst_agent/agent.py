@@ -33,6 +33,7 @@ from burst_agent.spool import SpoolWatcher
 
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
+RETRY_AFTER_MAX_S = 3600.0  # a Retry-After of days (a hostile or broken server) must not park a job
 STOP_WAIT_S = 10.0
 ORPHAN_CHECK_S = 30.0
 PRUNE_INTERVAL_S = 3600.0
@@ -51,8 +52,11 @@ class Backoff:
         return self._due.get(job_id, (0, 0.0))[1] <= self.clock()
 
     def failed(self, job_id: str, wait: float | None = None) -> float:
-        attempts = self._due.get(job_id, (0, 0.0))[0] + 1
-        delay = wait if wait is not None else min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+        """Schedule the next try: `wait` (a 429's Retry-After) as asked, without raising the exponent a
+        later real failure backs off by; else the doubling backoff."""
+        attempts = self._due.get(job_id, (0, 0.0))[0] + (wait is None)
+        delay = min(wait, RETRY_AFTER_MAX_S) if wait is not None else \
+            min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
         delay *= random.uniform(1.0, 1.25)  # spread retries of many jobs hit by one outage
         self._due[job_id] = (attempts, self.clock() + delay)
         return delay

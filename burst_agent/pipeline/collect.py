@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from burst_agent import failpoints
 from burst_agent.command_wrapper import EXIT_CODE_FILE
@@ -15,32 +19,120 @@ from burst_agent.lifecycle import JobState, failure_reason
 from burst_agent.pipeline.context import REMOTE_LOG, Context
 from burst_agent.pipeline.progress import TransferProgress
 from burst_agent.pipeline.submit import PermanentJobError
+from burst_agent.rescale.errors import SizeMismatchError, TransientError
 from burst_agent.staging.jobplan import CONTROL_FILES
 from burst_agent.staging.outputs import (
     DEFAULT_SKIP,
+    MalformedRecord,
     OutputItem,
+    Problem,
+    RemoteFile,
     StageOutReport,
+    check_record,
     download_all,
     select_outputs,
 )
+from burst_agent.staging.safepath import display
 from burst_agent.store import JobRecord
 
 SKIP = DEFAULT_SKIP | CONTROL_FILES | {REMOTE_LOG}
+T = TypeVar("T")
+
+# Stage-out passes one file may fail before the job ends without it, by the error's type (the first
+# class of its MRO listed here; None: no limit). A proven size lie is final at once, since the same
+# server will lie again; an outage (TransientError: 5xx, 429, resets) is waited out like any outage.
+ATTEMPTS: dict[type[BaseException], int | None] = {
+    SizeMismatchError: 1,
+    TransientError: None,
+    BaseException: 3,
+}
+# The wrapper writes one line, 0-255; anything larger is not an exit code and is never downloaded.
+EXIT_CODE_MAX_BYTES = 16
+_EXIT_CODE = re.compile(rb"\s*([0-9]{1,3})\s*")
+# Files named in a job's reason and in the user's log, per kind; the agent log has them all.
+NAMES_SHOWN = 20
 
 
 class StageOutIncomplete(Exception):
     """Some outputs could not be fetched yet; the job stays in staging-out and is retried."""
 
 
-def _by_path(files: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {str(f.get("relativePath") or "").removeprefix("./"): f for f in files}
+def attempts_allowed(error: type[BaseException] | None) -> int | None:
+    """How many failed passes ATTEMPTS gives a file that failed with an error of this type."""
+    kind = next(k for k in (error or Exception).__mro__ if k in ATTEMPTS)
+    return ATTEMPTS[kind]
 
 
-def fetch_small(ctx: Context, remote: dict[str, Any]) -> bytes:
+class FileFailures:
+    """Failed stage-out passes per (job, output), and the outputs given up, with their last problem.
+
+    In memory: the store has no place for them, so an agent restart counts afresh (still bounded per
+    run), and a job's counts go when it ends.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lost: dict[tuple[str, str], Problem] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, job_id: str, problem: Problem) -> bool:
+        """Count one failed pass; True if the output is now given up."""
+        key, limit = (job_id, problem.path), attempts_allowed(problem.error)
+        with self._lock:
+            count = self._counts[key] = self._counts.get(key, 0) + 1
+            if limit is not None and count >= limit:
+                self._lost[key] = problem
+                return True
+        return False
+
+    def lost(self, job_id: str, path: str) -> Problem | None:
+        with self._lock:
+            return self._lost.get((job_id, path))
+
+    def forget(self, job_id: str) -> None:
+        with self._lock:
+            for store in (self._counts, self._lost):
+                for key in [k for k in store if k[0] == job_id]:
+                    del store[key]
+
+
+FAILURES = FileFailures()
+
+
+@dataclass
+class _Outcome:
+    """What one stage-out pass could not deliver: refused (final), lost (given up), retry (next pass)."""
+
+    job_id: str
+    refused: list[Problem] = field(default_factory=list)
+    lost: list[Problem] = field(default_factory=list)
+    retry: list[Problem] = field(default_factory=list)
+
+    def failed(self, problem: Problem) -> None:
+        (self.lost if FAILURES.failed(self.job_id, problem) else self.retry).append(problem)
+
+    def given_up(self, path: str) -> bool:
+        problem = FAILURES.lost(self.job_id, path)
+        if problem is not None:
+            self.lost.append(problem)
+        return problem is not None
+
+    def run(self, path: str, step: Callable[[], T], default: T) -> T:
+        """step(), or `default` once it failed (counted) or was given up before."""
+        if self.given_up(path):
+            return default
+        try:
+            return step()
+        except Exception as exc:  # one control file must not wedge the stage-out either
+            self.failed(Problem(path, display(f"{type(exc).__name__}: {exc}"), type(exc)))
+            return default
+
+
+def fetch_small(ctx: Context, remote: RemoteFile) -> bytes:
     """Download one small remote file (exit code, log) into memory through a private temp file."""
     with tempfile.TemporaryDirectory(prefix="burst-small-", dir=ctx.spool.tmp) as tmp:
         dest = Path(tmp) / "file"
-        ctx.client.download_file(str(remote["id"]), dest, expected_md5=remote.get("md5") or None)
+        ctx.client.download_file(remote.file_id, dest, expected_md5=remote.md5, expected_size=remote.size)
         return dest.read_bytes()
 
 
@@ -55,28 +147,43 @@ def append_log(path: str | None, data: bytes) -> None:
         os.close(fd)
 
 
-def _exit_code(ctx: Context, files: dict[str, dict[str, Any]]) -> int | None:
-    remote = files.get(EXIT_CODE_FILE)
+def _control_files(files: list[Any], outcome: _Outcome) -> dict[str, RemoteFile]:
+    """The exit-code and log file objects, checked; a malformed or oversized one is refused."""
+    control: dict[str, RemoteFile] = {}
+    for index, remote in enumerate(files):
+        try:
+            record = check_record(remote, index)
+        except MalformedRecord as exc:
+            if exc.path.removeprefix("./") in (EXIT_CODE_FILE, REMOTE_LOG):
+                outcome.refused.append(Problem(exc.path, exc.reason))
+            continue
+        name = record.path.removeprefix("./")
+        if name == EXIT_CODE_FILE and record.size > EXIT_CODE_MAX_BYTES:
+            outcome.refused.append(Problem(name, f"declares {record.size} bytes: not an exit code"))
+        elif name in (EXIT_CODE_FILE, REMOTE_LOG):
+            control[name] = record
+    return control
+
+
+def _exit_code(ctx: Context, remote: RemoteFile | None) -> int | None:
     if remote is None:
         return None
-    try:
-        return int(fetch_small(ctx, remote).decode("ascii").strip())
-    except ValueError:
-        return None
+    match = _EXIT_CODE.fullmatch(fetch_small(ctx, remote))
+    return int(match.group(1)) if match and int(match.group(1)) <= 255 else None
 
 
-def _finish_log(ctx: Context, job: JobRecord, files: dict[str, dict[str, Any]]) -> JobRecord:
-    remote = files.get(REMOTE_LOG)
-    if remote is None or int(remote.get("decryptedSize") or 0) <= job.log_offset:
+def _finish_log(ctx: Context, job: JobRecord, remote: RemoteFile | None) -> JobRecord:
+    if remote is None or remote.size <= job.log_offset:
         return job
     data = fetch_small(ctx, remote)
     append_log(job.stdout_path, data[job.log_offset :])
     return ctx.store.update(job.id, log_offset=len(data))
 
 
-def _download(ctx: Context, job: JobRecord, files: list[dict[str, Any]]) -> StageOutReport:
+def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome) -> StageOutReport:
     selection = select_outputs(files, (job.job_spec or {}).get("input_md5", {}), skip=SKIP)
     assert job.output_dir is not None  # narrowing: every recorded job has an output dir
+    items = [item for item in selection.items if not outcome.given_up(str(item.rel))]
 
     tracker = TransferProgress(ctx.store, job.id)
 
@@ -90,18 +197,20 @@ def _download(ctx: Context, job: JobRecord, files: list[dict[str, Any]]) -> Stag
 
         started = time.monotonic()
         result = ctx.client.download_file(
-            item.file_id, dest, expected_md5=item.md5, expected_size=item.size or None, progress=progress
+            item.file_id, dest, expected_md5=item.md5, expected_size=item.size, progress=progress
         )
         ctx.metrics.transferred("download", result.size - result.resumed_from, time.monotonic() - started)
 
     report = download_all(
-        selection.items,
+        items,
         download=download,
         concurrency=ctx.config.staging.download_concurrency,
         root=Path(job.output_dir),
         margin_bytes=ctx.config.staging.free_space_margin_bytes,
     )
-    report.refused.extend(selection.refused)
+    outcome.refused += report.refused + selection.refused
+    for problem in report.failed:
+        outcome.failed(problem)
     tracker.finish()
     return report
 
@@ -134,30 +243,54 @@ def _require_output_dir(job: JobRecord) -> None:
         raise PermanentJobError(reason, stage="stage_out")
 
 
+def _names(problems: list[Problem], *, reasons: bool = True) -> str:
+    shown = [f"{p.path} ({p.reason})" if reasons else p.path for p in problems[:NAMES_SHOWN]]
+    more = len(problems) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _report(ctx: Context, job: JobRecord, outcome: _Outcome) -> list[str]:
+    """Log every file that did not arrive; tell the user (their log, the job's reason) the first few."""
+    log = ctx.job_log(job)
+    kinds = (("refused", "output refused", outcome.refused), ("not delivered", "output not delivered",
+                                                               outcome.lost))
+    notes, reasons = [], []
+    for verdict, event, problems in kinds:
+        for problem in problems:
+            log.warning(event, path=problem.path, reason=problem.reason)
+        notes += [f"burst-agent: output '{p.path}' {verdict}: {p.reason}\n" for p in problems[:NAMES_SHOWN]]
+        if len(problems) > NAMES_SHOWN:
+            notes.append(f"burst-agent: ... and {len(problems) - NAMES_SHOWN} more outputs {verdict}\n")
+        if problems:
+            reasons.append(f"outputs {verdict}: {_names(problems, reasons=verdict != 'refused')}")
+    append_log(job.stdout_path, "".join(notes).encode())
+    return reasons
+
+
 def collect(ctx: Context, job: JobRecord) -> JobRecord:
-    """STAGING_OUT -> DONE | FAILED | CANCELLED once every wanted output is safely in place."""
+    """STAGING_OUT -> DONE | FAILED | CANCELLED once every wanted output is in place or given up.
+
+    A refused record or name is final; a file that keeps failing is given up after ATTEMPTS passes. The
+    job then ends with what arrived, its reason naming what did not.
+    """
     assert job.remote_job_id is not None  # narrowing: only submitted jobs reach staging-out
     log = ctx.job_log(job)
     _require_output_dir(job)
     files = list(ctx.client.iter_job_files(job.remote_job_id))
-    named = _by_path(files)
-    exit_code = _exit_code(ctx, named)
-    job = _finish_log(ctx, job, named)
+    outcome = _Outcome(job.id)
+    control = _control_files(files, outcome)
+    exit_code = outcome.run(EXIT_CODE_FILE, lambda: _exit_code(ctx, control.get(EXIT_CODE_FILE)), None)
+    job = outcome.run(REMOTE_LOG, lambda: _finish_log(ctx, job, control.get(REMOTE_LOG)), job)
     pull = job.cancel_requested_at is None or ctx.config.staging.pull_outputs_on_cancel
-    report = _download(ctx, job, files) if pull else StageOutReport()
-    for problem in report.refused:
-        log.warning("output refused", path=problem.path, reason=problem.reason)
-        note = f"burst-agent: output {problem.path!r} refused: {problem.reason}\n"
-        append_log(job.stdout_path, note.encode())
-    if report.failed:
-        raise StageOutIncomplete("; ".join(f"{p.path}: {p.reason}" for p in report.failed))
+    report = _download(ctx, job, files, outcome) if pull else StageOutReport()
+    if outcome.retry:
+        raise StageOutIncomplete(_names(outcome.retry))
+    FAILURES.forget(job.id)
     state, reason, reason_class = _final(job, exit_code)
-    if report.refused:
-        refused = ", ".join(p.path for p in report.refused)
-        reason = f"{reason + '; ' if reason else ''}outputs refused (unsafe paths): {refused}"
+    reason = "; ".join(filter(None, [reason, *_report(ctx, job, outcome)])) or None
     job = ctx.finish(job, state, reason or "outputs collected", reason_class=reason_class,
                      exit_code=exit_code, failure_reason=reason)
     log.info("job finished", state=state.value, exit_code=exit_code, outputs=len(report.done),
-             unchanged=len(report.unchanged), refused=len(report.refused))
+             unchanged=len(report.unchanged), refused=len(outcome.refused), lost=len(outcome.lost))
     ctx.spool.retire(job.entry)
     return job

@@ -94,6 +94,13 @@ class IntegrityError(RescaleError):
     """A downloaded file's size or md5 differs from what was expected; the bad partial was deleted."""
 
 
+class SizeMismatchError(IntegrityError):
+    """The server's own headers or body contradict the file's declared size: a proven lie, never retried.
+
+    Nothing past the declared size was written, and the partial was deleted.
+    """
+
+
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """Replace every secret in `text` (a server may echo the Authorization header back)."""
     for secret in secrets:

@@ -6,7 +6,7 @@ reads the socket into 256 KiB buffers and writes them (both kernel work); a hash
 buffer as it arrives, on the other core (hashlib releases the GIL). A fixed pool of buffers keeps memory
 flat; written pages go to disk and out of the page cache as we go (write-behind). Then size and md5
 are checked, the file is fsynced and renamed into place. A body that breaks off is resumed, within the
-retry policy.
+retry policy. Nothing past the declared size is ever written: a size lie is refused at once (no retry).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import requests
 import urllib3.exceptions
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
-from burst_agent.rescale.errors import IntegrityError, RescaleError, TransientError
+from burst_agent.rescale.errors import IntegrityError, RescaleError, SizeMismatchError, TransientError
 
 if TYPE_CHECKING:
     from burst_agent.rescale.client import RescaleClient
@@ -42,6 +42,7 @@ POOL = 32
 WRITE_BEHIND = 32 << 20
 PARTIAL_SUFFIX = ".partial"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_LENGTH = re.compile(r"[0-9]{1,19}")  # a Content-Length we act on (ASCII digits, fits 64 bits)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ class _BodyBroken(Exception):
     """The response body broke off (reset, timeout, short read): the partial is kept for a resume."""
 
 
+class _SizeLie(Exception):
+    """The server's headers or body contradict the declared size: the partial is deleted, no retry."""
+
+
 class _Hasher(threading.Thread):
     """Hashes filled buffers in arrival order and hands them back; md5 runs here, off the reader's core."""
 
@@ -108,16 +113,20 @@ def _write_behind(fd: int, end: int) -> None:
         os.posix_fadvise(fd, 0, end, os.POSIX_FADV_DONTNEED)
 
 
-def _read_into(response: requests.Response) -> Callable[[bytearray], int]:
+def _identity(response: requests.Response) -> bool:
+    return response.headers.get("Content-Encoding", "identity") == "identity"
+
+
+def _read_into(response: requests.Response) -> Callable[[memoryview], int]:
     """A readinto for the body. Fast path: http.client's own readinto into our reused buffers, which
     skips urllib3's buffering and a fresh bytes object per chunk. Only for an unencoded body;
     http.client still enforces Content-Length and de-chunks."""
     fp = getattr(response.raw, "_fp", None)
-    if response.headers.get("Content-Encoding", "identity") == "identity" and hasattr(fp, "readinto"):
+    if _identity(response) and hasattr(fp, "readinto"):
         return fp.readinto  # type: ignore[union-attr]
 
-    def slow(buf: bytearray) -> int:
-        data = response.raw.read(len(buf), decode_content=True)
+    def slow(buf: memoryview) -> int:
+        data = response.raw.read(len(buf), decode_content=True)[: len(buf)]
         buf[: len(data)] = data
         return len(data)
 
@@ -135,20 +144,27 @@ def _write_all(fh: io.FileIO, view: memoryview, name: str) -> None:
 def _pump(response: requests.Response, fh: io.FileIO, name: str, hasher: _Hasher, done: int,
           total: int | None, progress: Progress | None) -> int:
     """Socket -> file (this thread) and -> md5 (the hasher); returns the byte count reached.
-    Raises _BodyBroken on a transport error, RescaleError if the file cannot be written."""
+
+    `total` is the declared size: reads stop there, and one byte more, asked for but never written,
+    proves the server sends more than it declared. Raises _SizeLie then, _BodyBroken on a transport
+    error or a short body, RescaleError if the file cannot be written."""
     read_into = _read_into(response)
     fd = fh.fileno()
     flushed = done
     while True:
         buf = hasher.free.get()
+        want = CHUNK if total is None else min(CHUNK, total - done + 1)
         try:
-            n = read_into(buf)
+            n = read_into(memoryview(buf)[:want])
         except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
             hasher.free.put(buf)
             raise _BodyBroken(type(exc).__name__) from exc
         if not n:
             hasher.free.put(buf)
             break
+        if total is not None and done + n > total:
+            hasher.free.put(buf)
+            raise _SizeLie(f"the server sends more than the {total} bytes declared")
         try:
             _write_all(fh, memoryview(buf)[:n], name)
         finally:
@@ -181,10 +197,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _announced(response: requests.Response, offset: int, match: re.Match[str] | None) -> list[int]:
+    """The whole file's size as the server's own headers give it: offset + Content-Length (of an
+    unencoded body), and the complete length of a Content-Range."""
+    length = response.headers.get("Content-Length", "")
+    sizes = [offset + int(length)] if _identity(response) and _LENGTH.fullmatch(length) else []
+    if match and _LENGTH.fullmatch(match.group(3)):
+        sizes.append(int(match.group(3)))
+    return sizes
+
+
 def _attempt(
-    client: RescaleClient, file_id: str, partial: Path, progress: Progress | None
+    client: RescaleClient, file_id: str, partial: Path, progress: Progress | None,
+    expected_size: int | None = None,
 ) -> tuple[int, Any, int]:
-    """One GET, resuming the partial if there is one; returns (size, md5, resumed_from)."""
+    """One GET, resuming the partial if there is one; returns (size, md5, resumed_from).
+
+    With `expected_size`, headers announcing another size are refused before the body is read, and the
+    body is read no further than that size (see _pump): a hostile server cannot fill the disk."""
     md5 = hashlib.md5(usedforsecurity=False)
     offset = _hash_existing(partial, md5) if partial.exists() else 0
     headers = {"Accept": "*/*", "Accept-Encoding": "identity"}
@@ -194,9 +224,12 @@ def _attempt(
     with response:
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
         if response.status_code != 206 or not match or int(match.group(1)) != offset:
-            offset, md5 = 0, hashlib.md5(usedforsecurity=False)  # full body: start over
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length and length.isdigit() else None
+            offset, md5, match = 0, hashlib.md5(usedforsecurity=False), None  # full body: start over
+        announced = _announced(response, offset, match)
+        lie = next((n for n in announced if expected_size is not None and n != expected_size), None)
+        if lie is not None:
+            raise _SizeLie(f"the server announces {lie} bytes, the file object declares {expected_size}")
+        total = expected_size if expected_size is not None else next(iter(announced), None)
         with partial.open("r+b" if partial.exists() else "wb", buffering=0) as fh:
             fh.seek(offset)
             fh.truncate()
@@ -217,7 +250,11 @@ def download(
     client: RescaleClient, file_id: str, dest: Path, *, expected_md5: str | None = None,
     expected_size: int | None = None, progress: Progress | None = None,
 ) -> DownloadResult:
-    """Download into `dest` via `dest.partial` (resumed if present), verify, fsync, rename into place."""
+    """Download into `dest` via `dest.partial` (resumed if present), verify, fsync, rename into place.
+
+    With `expected_size` (the file object's decryptedSize) no byte past it is written; a server whose
+    headers or body prove another size gets SizeMismatchError at once, the partial deleted, no retry.
+    """
     partial = dest.with_name(dest.name + PARTIAL_SUFFIX)
     if expected_size is not None and partial.exists() and partial.stat().st_size > expected_size:
         partial.unlink()  # longer than the file can be: not a prefix of it
@@ -229,8 +266,11 @@ def download(
                 md5 = hashlib.md5(usedforsecurity=False)  # complete already (crash before the rename)
                 size = resumed_from = _hash_existing(partial, md5)
             else:
-                size, md5, resumed_from = _attempt(client, file_id, partial, progress)
+                size, md5, resumed_from = _attempt(client, file_id, partial, progress, expected_size)
             break
+        except _SizeLie as exc:
+            partial.unlink(missing_ok=True)
+            raise SizeMismatchError(f"download refused: {exc}", method="GET", path=path) from exc
         except RescaleError as exc:
             if exc.status != 416 or not partial.exists():
                 raise

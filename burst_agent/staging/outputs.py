@@ -26,6 +26,7 @@ from burst_agent.staging.safepath import (
     RESERVED_DIRS,
     STAGING_DIR_NAME,
     UnsafePathError,
+    display,
     safe_relpath,
 )
 
@@ -34,6 +35,8 @@ DEFAULT_MARGIN_BYTES = 256 * MiB
 DEFAULT_MARGIN_RATIO = 0.05
 # Remote-side file ids become local file names in the staging dir, so they are checked too.
 _FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The API document promises every file object an md5; a digest is hex, kept loose enough for test doubles.
+_MD5 = re.compile(r"[A-Za-z0-9]{1,64}")
 DEFAULT_SKIP: frozenset[str] = frozenset({CONTROL_DIR_NAME + "/"})
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -61,10 +64,35 @@ class OutputItem:
 
 @dataclass(frozen=True)
 class Problem:
-    """A path that was skipped, refused or failed, and why."""
+    """A path that was skipped, refused or failed, and why; `path` is shown escaped (safepath.display).
+
+    `error` is the type of the exception behind a failure, for a caller deciding whether a retry can
+    help (the type only: an exception's traceback would keep the download's buffers alive).
+    """
 
     path: str
     reason: str
+    error: type[BaseException] | None = field(default=None, compare=False, repr=False)
+
+
+class MalformedRecord(ValueError):
+    """A file object without the fields the API document promises (id, relativePath, decryptedSize, md5)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file object of a listing whose fields are what the API document says they are."""
+
+    file_id: str
+    path: str  # relativePath as listed (not yet checked by safe_relpath)
+    size: int
+    md5: str
+    raw: Mapping[str, Any] = field(compare=False, repr=False)
 
 
 @dataclass
@@ -94,46 +122,74 @@ def _skipped(norm: str, skip: Collection[str]) -> bool:
     return norm in skip or any(s.endswith("/") and norm.startswith(s) for s in skip)
 
 
+def _listed(remote: object, index: int) -> tuple[Mapping[str, Any], str]:
+    """A listing item as (object, relativePath), or MalformedRecord naming it by its place in the listing."""
+    if not isinstance(remote, Mapping):
+        raise MalformedRecord(f"<listing item {index}>", "not a file object")
+    path = remote.get("relativePath")
+    if not isinstance(path, str):
+        raise MalformedRecord(f"<listing item {index}>", "relativePath is not a string")
+    return remote, path
+
+
+def check_record(remote: object, index: int) -> RemoteFile:
+    """The file object's fields, checked as strictly as the API document states them, or MalformedRecord.
+
+    A size that is not a non-negative integer, a missing md5 or an unusable id is refused here, before
+    any download. `index` (the item's place in the listing) names an item that has no usable path.
+    """
+    record, path = _listed(remote, index)
+    size, md5, file_id = record.get("decryptedSize"), record.get("md5"), record.get("id")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise MalformedRecord(display(path), f"decryptedSize {display(repr(size)[:40])} is not a size")
+    if not isinstance(md5, str) or not _MD5.fullmatch(md5):
+        raise MalformedRecord(display(path), "md5 missing or malformed")
+    if not isinstance(file_id, str) or not _FILE_ID.fullmatch(file_id):
+        raise MalformedRecord(display(path), f"unusable remote file id {display(repr(file_id)[:80])}")
+    return RemoteFile(file_id, path, size, md5.lower(), record)
+
+
 def _select_one(
-    remote: Mapping[str, Any],
+    remote: object,
+    index: int,
     uploaded_inputs: Mapping[str, str],
     skip: Collection[str],
     reserved_dirs: Collection[str],
 ) -> OutputItem | Problem:
     """An OutputItem, or a Problem whose reason starts with 'skip:' (normal) or not (refused)."""
-    raw = str(remote.get("relativePath") or "")
-    norm = _normalise(raw)
-    md5 = str(remote.get("md5") or "").lower() or None
-    if _skipped(norm, skip):
-        return Problem(raw, "skip: agent control file")
-    if md5 and uploaded_inputs.get(norm) == md5:
-        return Problem(raw, "skip: unchanged input")
     try:
-        rel = safe_relpath(raw, reserved_dirs=reserved_dirs)
+        _, path = _listed(remote, index)
+        if _skipped(_normalise(path), skip):
+            return Problem(display(path), "skip: agent control file")
+        record = check_record(remote, index)
+    except MalformedRecord as exc:
+        return Problem(exc.path, exc.reason)
+    if uploaded_inputs.get(_normalise(path)) == record.md5:
+        return Problem(display(path), "skip: unchanged input")
+    try:
+        rel = safe_relpath(path, reserved_dirs=reserved_dirs)
     except UnsafePathError as exc:
-        return Problem(raw, exc.reason)
-    file_id = str(remote.get("id") or "")
-    if not _FILE_ID.fullmatch(file_id):
-        return Problem(raw, f"unusable remote file id {file_id!r}")
-    return OutputItem(file_id, rel, int(remote.get("decryptedSize") or 0), md5, remote)
+        return Problem(display(path), exc.reason)
+    return OutputItem(record.file_id, rel, record.size, record.md5, record.raw)
 
 
 def select_outputs(
-    remote_files: Iterable[Mapping[str, Any]],
+    remote_files: Iterable[object],
     uploaded_inputs: Mapping[str, str],
     *,
     skip: Collection[str] = DEFAULT_SKIP,
     reserved_dirs: Collection[str] = RESERVED_DIRS,
 ) -> OutputSelection:
-    """Pick remote files to download: skip control files and unchanged inputs, refuse unsafe paths.
+    """Pick remote files to download: skip control files and unchanged inputs, refuse unsafe paths and
+    malformed records (each on its own: one bad record never hides the others).
 
     `skip` holds exact relpaths and directory prefixes ending in '/'; `uploaded_inputs` maps relpath -> md5.
     """
     selection = OutputSelection()
     seen_paths: set[PurePosixPath] = set()
     seen_ids: set[str] = set()
-    for remote in remote_files:
-        result = _select_one(remote, uploaded_inputs, skip, reserved_dirs)
+    for index, remote in enumerate(remote_files):
+        result = _select_one(remote, index, uploaded_inputs, skip, reserved_dirs)
         if isinstance(result, Problem):
             target = selection.skipped if result.reason.startswith("skip:") else selection.refused
             target.append(result)
@@ -242,7 +298,8 @@ def _record(report: StageOutReport, item: OutputItem, run: Callable[[], bool]) -
     except UnsafePathError as exc:
         report.refused.append(Problem(str(item.rel), exc.reason))
     except Exception as exc:  # one bad file must not stop the others
-        report.failed.append(Problem(str(item.rel), f"{type(exc).__name__}: {exc}"))
+        # The message may carry the server's own words (an error detail): shown escaped, like names.
+        report.failed.append(Problem(str(item.rel), display(f"{type(exc).__name__}: {exc}"), type(exc)))
     else:
         (report.done if changed else report.unchanged).append(item.rel)
 
@@ -285,14 +342,20 @@ def download_all(
     `download(item, dest)` writes dest (resuming from dest + '.partial'), verifies the md5 and leaves dest
     durable: fsynced before its rename into place, as RescaleClient.download_file does (so the commit
     does not fsync it a second time: that was a device cache flush per file). `durable` fsyncs the
-    directories the commits change. Raises InsufficientSpaceError before any download; refused and
-    failed files are reported, never fatal.
+    directories the commits change. Raises InsufficientSpaceError before any download (an item larger
+    than the whole filesystem is refused instead); refused and failed files are reported, never fatal.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     items = list(items)
-    check_free_space(root, sum(item.size for item in items), margin_bytes=margin_bytes)
     report = StageOutReport()
+    vfs = os.statvfs(root)
+    capacity = vfs.f_blocks * vfs.f_frsize
+    # A size no free space could ever hold is refused alone: waiting for space would wait forever.
+    report.refused += [Problem(str(i.rel), f"declares {i.size} bytes, more than the whole filesystem "
+                               f"({capacity})") for i in items if i.size > capacity]
+    items = [item for item in items if item.size <= capacity]
+    check_free_space(root, sum(item.size for item in items), margin_bytes=margin_bytes)
     root_fd = open_root(root)
     try:
         staging_fd = _open_staging(root_fd)
