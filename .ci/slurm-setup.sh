@@ -102,6 +102,7 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 # burst-agent: see deploy/slurm/slurm.conf.snippet
 JobSubmitPlugins=lua
+Epilog=$conf_dir/burst-epilog.sh
 GresTypes=gpu
 Licenses=rescale_cores:1000
 NodeName=$node CPUs=$cpus RealMemory=$mem State=UNKNOWN
@@ -110,6 +111,7 @@ PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 PartitionName=rescale Nodes=$node Default=NO MaxTime=INFINITE OverSubscribe=FORCE:16 State=UP
 EOF
   install -m 0644 "$repo/deploy/slurm/job_submit.lua" "$conf_dir/job_submit.lua"
+  install -m 0755 "$repo/deploy/slurm/epilog.sh" "$conf_dir/burst-epilog.sh"
   _say "wrote $conf_dir/slurm.conf (node $node, $cpus cpus, ${mem} MB) and $conf_dir/job_submit.lua"
 
   # (Re)start the daemons: pid files name only processes we started earlier.

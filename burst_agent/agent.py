@@ -18,6 +18,8 @@ from burst_agent.config import Config
 from burst_agent.lifecycle import REMOTE_ACTIVE, JobState
 from burst_agent.metrics import serve
 from burst_agent.pipeline.advance import ACTIONABLE, advance
+from burst_agent.pipeline.cancel import end_if_gone
+from burst_agent.pipeline.collect import StageOutIncomplete
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.intake import intake, unrecorded_claims
 from burst_agent.pipeline.logtail import LogTailer
@@ -26,7 +28,7 @@ from burst_agent.pipeline.prune import prune_spool
 from burst_agent.pipeline.submit import PermanentJobError
 from burst_agent.pipeline.watch import poll
 from burst_agent.relayserver import RelayServer
-from burst_agent.rescale.errors import RateLimitedError
+from burst_agent.rescale.errors import NotFoundError, RateLimitedError, RescaleError
 from burst_agent.rescale.ratelimit import BURST_SECONDS
 from burst_agent.sdnotify import Notifier
 from burst_agent.spool import SpoolWatcher
@@ -35,6 +37,8 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
 RETRY_AFTER_MAX_S = 3600.0  # a Retry-After of days (a hostile or broken server) must not park a job
 STOP_WAIT_S = 10.0
+# Step failures whose message says it all (logged without a traceback).
+EXPECTED: tuple[type[Exception], ...] = (RescaleError, StageOutIncomplete)
 ORPHAN_CHECK_S = 30.0
 PRUNE_INTERVAL_S = 3600.0
 LAST_START_KEY = "last_start"
@@ -132,9 +136,16 @@ class Agent:
         except RateLimitedError as exc:
             log.warning("rate limited", retry_in_s=round(self.backoff.failed(job_id, exc.retry_after), 1))
         except Exception as exc:
+            try:  # a step's 404: the remote job may be gone (deleted on Rescale); then the job ends
+                if isinstance(exc, NotFoundError) and end_if_gone(self.ctx, job_id):
+                    self.backoff.succeeded(job_id)
+                    return
+            except Exception as check:
+                exc = check
             delay = self.backoff.failed(job_id)
+            # A Rescale answer names method, path and status: a traceback only for the unexpected.
             log.warning("step failed; will retry", error=str(exc), error_type=type(exc).__name__,
-                        retry_in_s=round(delay, 1), exc_info=not getattr(exc, "transient", False))
+                        retry_in_s=round(delay, 1), exc_info=not isinstance(exc, EXPECTED))
         finally:
             self.inflight.discard(job_id)
 
@@ -171,7 +182,7 @@ class Agent:
     def poll_cycle(self) -> None:
         self.heartbeats["poll"] = time.monotonic()
         try:
-            poll(self.ctx)
+            poll(self.ctx, claim=self.inflight)
             self.last_poll_ok = self.ctx.clock()
             self.ctx.metrics.poll_succeeded(self.last_poll_ok)
         except Exception as exc:

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "the daemon: take jobs from the spool, run them on Rescale, bring outputs back"),
     "status": ("status", "the agent's jobs: state, hardware, age, estimated cost"),
     "relay": ("relay", "inside a Slurm/PBS job, as the user: hand the job to the agent and mirror it"),
+    "deliver": ("deliver", "from the scheduler's epilog, as the job's owner: finish a dead relay's work"),
     "cancel": ("cancel", "stop a job (its remote job is stopped, outputs so far still come back)"),
     "config": ("config", "check a config file and show the effective config (`config check FILE`)"),
     "doctor": ("doctor", "check the installation: config, token, API, spool, state DB, metrics, Slurm"),

@@ -19,6 +19,24 @@ class RunTime(str):
 WORKDIR = RunTime('"$PWD"')
 NODEFILE_PATH = RunTime(f'"$PWD/{NODEFILE}"')
 
+# The job's identity as the on-site scheduler gave it. The relay runs inside the real job, reads these
+# from its environment into the request (`scheduler_env`), and they are exported unchanged: a value
+# the scheduler gave always wins over one computed here. Counts (SLURM_NTASKS, NCPUS, ...) are not
+# carried: the relay's own job is shrunk to one proxy cpu, the remote job has the requested shape.
+# The workdir variables are not carried either: they must name the remote working directory.
+CARRIED_VARS: dict[str, tuple[str, ...]] = {
+    "slurm": (
+        "SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_NAME", "SLURM_JOB_ACCOUNT", "SLURM_JOB_PARTITION",
+        "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
+        "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP",
+    ),
+    "pbs": (
+        "PBS_JOBID", "PBS_JOBNAME", "PBS_QUEUE", "PBS_O_QUEUE", "PBS_ARRAY_ID", "PBS_ARRAY_INDEX",
+        "PBS_ARRAYID",
+    ),
+}
+CARRIED_NAMES = frozenset(name for names in CARRIED_VARS.values() for name in names)
+
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
@@ -56,6 +74,7 @@ def scheduler_environment(
                     "PBS_ARRAY_ID": array_job_id or job_id}
     if request.omp_threads is not None:
         env["OMP_NUM_THREADS"] = str(request.omp_threads)
+    env |= {k: v for k, v in request.scheduler_env.items() if k in CARRIED_VARS.get(scheduler, ())}
     return {k: v for k, v in env.items() if v is not None}
 
 

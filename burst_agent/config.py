@@ -186,6 +186,8 @@ class AgentConfig:
     relay_request_timeout_s: float = _range(0.1, 3600, default=10.0)
     # Finished relay jobs' copies in the spool (logs/, undelivered results/) are deleted after this; 0 keeps.
     spool_retention_days: float = _range(0, 3650, default=14.0)
+    # Cores provisioned on Rescale (coresPerSlot x slots) by all jobs at once; beyond it jobs wait. None: off.
+    max_cloud_cores: int | None = _range(1, None, default=None)
     # Slurm account / PBS project -> Rescale project id
     projects: dict[str, str] = field(default_factory=dict)
     organization: str | None = None  # Rescale organization code; needed to assign projects

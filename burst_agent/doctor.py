@@ -19,6 +19,7 @@ from typing import Any, Literal
 from burst_agent.commands.common import DEFAULT_CONFIG
 from burst_agent.config import ApiConfig, Config, ConfigError, env_override_paths, load_config
 from burst_agent.model import CatalogueError, Coretype
+from burst_agent.pipeline.corecap import LICENSE_NAME
 from burst_agent.rescale.errors import (
     AuthenticationError,
     RateLimitedError,
@@ -36,6 +37,10 @@ API_READ_TIMEOUT_S = 15.0
 COMMAND_TIMEOUT_S = 10.0
 METRICS_TIMEOUT_S = 3.0
 SLURM_UP_STATES = frozenset({"idle", "mixed", "allocated", "completing", "planned"})
+# The plugin's default BURST_AGENT and the relay's default --spool: what an unset setting means.
+LUA_BURST_AGENT_DEFAULT = "/opt/burst-agent/venv/bin/burst-agent"
+RELAY_SPOOL_DEFAULT = Path("/var/spool/burst-agent")
+GPU_EXAMPLE = "translate: {gpu_coretypes: {CODE: 0.125}} for one GPU per 8 cores"
 TOKEN_FIX = (
     "put the token in a root-owned 0600 file and set LoadCredential={cred}:<file> in the unit, or set "
     "api.token_file; outside systemd $CREDENTIALS_DIRECTORY is unset, so run doctor with api.token_file set"
@@ -133,8 +138,25 @@ def read_sysctl(name: str) -> str | None:
         return None
 
 
-def is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
+def others_cannot_run(path: Path) -> tuple[str, str] | None:
+    """(why, fix) when a user other than the owner cannot run `path`; None when every user can."""
+    try:
+        real = path.resolve(strict=True)
+        st = real.stat()
+    except FileNotFoundError:
+        return "does not exist", ""
+    except OSError as exc:
+        return f"cannot be inspected: {exc.strerror}", ""
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file", ""
+    if st.st_mode & 0o005 != 0o005:  # a script needs read as well as execute
+        return f"is mode {stat.S_IMODE(st.st_mode):04o}: others cannot read and run it", f"chmod go+rx {real}"
+    for parent in real.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            why = f"sits in {parent}, mode {stat.S_IMODE(mode):04o}: others cannot enter it"
+            return why, f"chmod go+x {parent}"
+    return None
 
 
 @dataclass
@@ -147,7 +169,7 @@ class Host:
     make_client: Callable[[ApiConfig, Token], Any] = make_client
     bind_error: Callable[[str, int], OSError | None] = bind_error
     http_get: Callable[[str, float], str] = http_get
-    is_executable: Callable[[Path], bool] = is_executable
+    others_cannot_run: Callable[[Path], tuple[str, str] | None] = others_cannot_run
     read_sysctl: Callable[[str], str | None] = read_sysctl
 
 
@@ -161,7 +183,8 @@ class Context:
     token: Token | None = None
     coretypes: list[dict[str, Any]] | None = None
     slurm_config: dict[str, str] | None = None
-    lua_settings: dict[str, str] | None = None
+    lua_settings: dict[str, str | None] | None = None
+    lua_path: Path | None = None
 
 
 # -- token lookup, shared with `config check` -----------------------------------------------------------
@@ -175,9 +198,12 @@ class TokenLookup:
     where: str = ""
     error: str = ""
     kind: Literal["credential", "file", "env", ""] = ""
+    fix: str = ""
 
     def describe(self) -> str:
-        return f"found in {self.where}" if self.token is not None else f"not found: {self.error}"
+        if self.token is not None:
+            return f"found in {self.where}"
+        return f"not found: {self.error}" + (f"; run: {self.fix}" if self.fix else "")
 
 
 def find_token(api: ApiConfig, environ: Mapping[str, str]) -> TokenLookup:
@@ -186,7 +212,7 @@ def find_token(api: ApiConfig, environ: Mapping[str, str]) -> TokenLookup:
     try:
         token = load_token(source, dict(environ))
     except TokenError as exc:
-        return TokenLookup(None, error=str(exc))
+        return TokenLookup(None, error=exc.problem, fix=exc.fix)
     cred_dir = environ.get("CREDENTIALS_DIRECTORY")
     credential = Path(cred_dir) / source.credential_name if cred_dir else None
     if credential is not None and credential.is_file():
@@ -223,7 +249,7 @@ def check_token(ctx: Context) -> Result:
     lookup = find_token(api, ctx.host.environ)
     ctx.token = lookup.token
     if lookup.token is None:
-        return failed(lookup.error, TOKEN_FIX.format(cred=api.token_credential))
+        return failed(lookup.error, lookup.fix or TOKEN_FIX.format(cred=api.token_credential))
     if lookup.kind == "env":
         return warning(
             f"found in {lookup.where}",
@@ -293,11 +319,35 @@ def check_catalogue(ctx: Context) -> Result:
     if unusable:
         return failed(f"{detail}; unusable: {', '.join(unusable)}",
                       "use a current code that `burst-agent coretypes` lists")
-    stray = [code for code in ctx.config.translate.gpu_coretypes if code not in catalogue]
-    if stray:
-        return warning(f"{detail}; translate.gpu_coretypes names unknown {', '.join(stray)}",
-                       "remove them or fix the codes (burst-agent coretypes)")
     return ok(detail)
+
+
+def check_gpu_coretypes(ctx: Context) -> Result:
+    """The catalogue has no GPU count per coretype: without translate.gpu_coretypes every GPU job fails."""
+    if ctx.config is None:
+        return skipped("no valid config")
+    from burst_agent.translate import is_gpu_coretype
+
+    configured = ctx.config.translate.gpu_coretypes
+    catalogue = None
+    if ctx.coretypes is not None:
+        try:
+            catalogue = {ct.code: ct for ct in map(Coretype.from_api, ctx.coretypes)}
+        except CatalogueError:
+            catalogue = None  # the catalogue check reports it
+    if not configured:
+        looks = sorted(c for c, ct in (catalogue or {}).items()
+                       if not ct.is_deprecated and is_gpu_coretype(ct, ctx.config.translate))
+        seen = f"; GPU coretypes in the catalogue: {', '.join(looks)}" if looks else ""
+        return warning(f"translate.gpu_coretypes is empty: every GPU job is refused (the coretype list has "
+                       f"no GPU count; the site's config must give it){seen}",
+                       f"set GPUs per core of each GPU coretype in {ctx.config_path or 'the config'}: "
+                       f"{GPU_EXAMPLE} (config/burst-agent.example.yaml; codes: burst-agent coretypes)")
+    stray = [code for code in configured if catalogue is not None and code not in catalogue]
+    if stray:
+        return warning(f"translate.gpu_coretypes names coretypes not in the catalogue: {', '.join(stray)}",
+                       "remove them or fix the codes (burst-agent coretypes lists them)")
+    return ok(f"{len(configured)} GPU coretype(s): {', '.join(configured)}")
 
 
 def check_spool(ctx: Context) -> Result:
@@ -424,7 +474,7 @@ def _lua_path(ctx: Context) -> Path:
 
 
 def _partitions(ctx: Context) -> list[str]:
-    names = (ctx.lua_settings or {}).get("RESCALE_PARTITIONS", "rescale")
+    names = (ctx.lua_settings or {}).get("RESCALE_PARTITIONS") or "rescale"
     return [p.strip() for p in names.split(",") if p.strip()]
 
 
@@ -443,6 +493,14 @@ def check_slurm_plugin(ctx: Context) -> Result:
                   "then restart slurmctld")
 
 
+LUA_SETTING = re.compile(r'^local\s+([A-Z_]+)\s*=\s*(?:"([^"]*)"|(nil)\b)', re.MULTILINE)
+
+
+def lua_settings(text: str) -> dict[str, str | None]:
+    """The plugin's `local NAME = "value"` and `local NAME = nil` settings (nil: None)."""
+    return {name: None if nil else value for name, value, nil in LUA_SETTING.findall(text)}
+
+
 def check_slurm_lua(ctx: Context) -> Result:
     path = _lua_path(ctx)
     install = f"install -m 0644 deploy/slurm/job_submit.lua {path}"
@@ -452,7 +510,8 @@ def check_slurm_lua(ctx: Context) -> Result:
         return failed(f"{path}: {getattr(exc, 'strerror', None) or exc}", install)
     if "burst-agent" not in text:
         return failed(f"{path} is not burst-agent's plugin", f"merge it with burst-agent's: {install}")
-    ctx.lua_settings = dict(re.findall(r'^local\s+(\w+)\s*=\s*"([^"]*)"', text, re.MULTILINE))
+    ctx.lua_path = path
+    ctx.lua_settings = lua_settings(text)
     return ok(f"{path}: burst-agent plugin, partitions {','.join(_partitions(ctx))}")
 
 
@@ -494,11 +553,30 @@ def check_slurm_nodes(ctx: Context) -> Result:
 def check_slurm_relay(ctx: Context) -> Result:
     if ctx.lua_settings is None:
         return skipped("job_submit.lua not readable")
-    path = Path(ctx.lua_settings.get("BURST_AGENT", "/usr/local/bin/burst-agent"))
-    if ctx.host.is_executable(path):
-        return ok(f"{path} is executable")
-    return failed(f"{path} (BURST_AGENT in job_submit.lua) is not an executable on this host",
-                  f"install burst-agent as {path} on every proxy node, or set BURST_AGENT in job_submit.lua")
+    path = Path(ctx.lua_settings.get("BURST_AGENT") or LUA_BURST_AGENT_DEFAULT)
+    problem = ctx.host.others_cannot_run(path)
+    if problem is None:
+        return ok(f"{path} is executable by every user")
+    why, fix = problem
+    return failed(f"{path} (BURST_AGENT in job_submit.lua) {why}; the relay runs it as the job's user",
+                  fix or f"install burst-agent so that {path} exists on every proxy node (docs/slurm.md, "
+                  f"\"Set up by hand\"), or set BURST_AGENT in {ctx.lua_path or 'job_submit.lua'}")
+
+
+def check_slurm_spool(ctx: Context) -> Result:
+    """The relay hands jobs to the plugin's SPOOL_DIR; the agent reads agent.spool_dir: they must agree."""
+    if ctx.config is None or ctx.lua_settings is None:
+        return skipped("no valid config or job_submit.lua not readable")
+    setting = ctx.lua_settings.get("SPOOL_DIR")
+    relay = Path(os.path.normpath(setting)) if setting else RELAY_SPOOL_DEFAULT
+    agent = Path(os.path.normpath(ctx.config.agent.spool_dir))
+    said = f'"{setting}"' if setting else f"nil (the relay's default {RELAY_SPOOL_DEFAULT})"
+    if relay == agent:
+        return ok(f"job_submit.lua SPOOL_DIR {said} is agent.spool_dir")
+    return failed(f"job_submit.lua SPOOL_DIR is {said} but agent.spool_dir is {agent}: relays would hand "
+                  "jobs to a spool the agent does not read",
+                  f'set local SPOOL_DIR = "{agent}" in {ctx.lua_path or "job_submit.lua"}, '
+                  f"or agent.spool_dir: {relay} in {ctx.config_path or 'the config'}")
 
 
 def no_slurm(ctx: Context) -> Result:
@@ -512,17 +590,66 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("token", check_token),
     ("api", check_api),
     ("catalogue", check_catalogue),
+    ("gpu coretypes", check_gpu_coretypes),
     ("spool", check_spool),
     ("hard links", check_hardlinks),
     ("state db", check_state_db),
     ("metrics", check_metrics),
 )
+# -- doctor: agent.max_cloud_cores against Slurm's license total ---------------------------------------
+
+_LICENSE = re.compile(r"LicenseName=(\S+)\s+Total=(\d+)")
+
+
+def license_totals(scontrol_output: str) -> dict[str, int]:
+    """{name: Total} from `scontrol show licenses` (one or two lines per license)."""
+    return {name: int(total) for name, total in _LICENSE.findall(scontrol_output)}
+
+
+def compare_cap(cap: int | None, total: int | None, name: str = LICENSE_NAME) -> tuple[Status, str, str]:
+    """(status, detail, fix): the agent's exact cap against Slurm's admission estimate."""
+    setting = "agent.max_cloud_cores"
+    if total is None:
+        if cap is None:
+            return ("warning", f"no {name} license in Slurm and {setting} unset: nothing caps cloud cores",
+                    f"set {setting} (and Licenses={name}:N in slurm.conf, see docs/slurm.md)")
+        return "ok", f"{setting} = {cap}; no {name} license in Slurm (the agent's cap alone holds)", ""
+    if cap is None:
+        return ("warning", f"Slurm's {name} total is {total} (tasks x cpus, an estimate), {setting} is"
+                f" unset: jobs rounded up by memory or GPUs can provision more than {total} cores",
+                f"set {setting}: {total}")
+    if cap == total:
+        return "ok", f"{setting} = Slurm's {name} total = {total}", ""
+    effect = ("jobs Slurm admits may wait in the agent (RUNNING in squeue, 'waiting for cloud cores' in"
+              " their output)" if cap < total else "Slurm's estimate binds first, the agent's cap only"
+              " past it")
+    return "warning", f"{setting} = {cap}, Slurm's {name} total = {total}: {effect}", \
+        f"set {setting}: {total}, or the license to {cap}"
+
+
+def check_core_cap(ctx: Context) -> Result:
+    """`scontrol show licenses` against agent.max_cloud_cores (the agent's cap is exact in provisioned
+    cores; Slurm's license is an admission estimate from tasks x cpus)."""
+    if ctx.config is None:
+        return skipped("no valid config")
+    done = ctx.host.run(["scontrol", "show", "licenses"], COMMAND_TIMEOUT_S)
+    if done.returncode != 0:
+        first = next((line.strip() for line in done.stderr.splitlines() if line.strip()), "did not run")
+        return skipped(f"scontrol show licenses: {first}")
+    name = (ctx.lua_settings or {}).get("LICENSE_NAME", LICENSE_NAME)
+    status, detail, fix = compare_cap(ctx.config.agent.max_cloud_cores,
+                                      license_totals(done.stdout).get(name), name)
+    return Result(status, detail, fix)
+
+
 SLURM_CHECKS: tuple[tuple[str, Check], ...] = (
     ("slurm plugin", check_slurm_plugin),
     ("slurm job_submit.lua", check_slurm_lua),
     ("slurm partition", check_slurm_partition),
     ("slurm nodes", check_slurm_nodes),
     ("slurm relay", check_slurm_relay),
+    ("slurm spool", check_slurm_spool),
+    ("slurm core cap", check_core_cap),
 )
 
 

@@ -123,6 +123,7 @@ class _ScrapeCollector(Collector):
         self.job_counts: JobCounts | None = None
         self.spool_backlog: Callable[[], int] | None = None
         self.budgets: Budgets | None = None
+        self.cloud_cores: Callable[[], tuple[int, int | None]] | None = None
         # Users can write any partition into a spool entry: only the admin's list becomes label values.
         self.partitions = partitions
 
@@ -140,6 +141,13 @@ class _ScrapeCollector(Collector):
         )
         capacity = GaugeMetricFamily(
             f"{PREFIX}_api_budget_capacity_requests", "Size of the client-side rate budget.", labels=["scope"]
+        )
+        cores_in_use = GaugeMetricFamily(
+            f"{PREFIX}_cloud_cores_in_use", "Cores provisioned on Rescale (coresPerSlot x slots) by jobs"
+            " from their create attempt until they are final."
+        )
+        cores_cap = GaugeMetricFamily(
+            f"{PREFIX}_cloud_cores_cap", "agent.max_cloud_cores: jobs beyond it wait (absent when unset)."
         )
         # A failing source drops its samples from this scrape instead of failing the whole scrape.
         try:
@@ -161,7 +169,15 @@ class _ScrapeCollector(Collector):
             for scope in SCOPES:
                 remaining.add_metric([scope], self.budgets.remaining(scope))
                 capacity.add_metric([scope], self.budgets.capacity(scope))
-        yield from (jobs, backlog, remaining, capacity)
+        try:
+            if self.cloud_cores is not None:
+                used, cap = self.cloud_cores()
+                cores_in_use.add_metric([], used)
+                if cap is not None:
+                    cores_cap.add_metric([], cap)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("metrics: cannot read cloud cores in use: %s", exc)
+        yield from (jobs, backlog, remaining, capacity, cores_in_use, cores_cap)
 
 
 def _price(value: Decimal | float | str | None) -> float:
@@ -264,6 +280,10 @@ class Metrics:
     def watch_budgets(self, budgets: Budgets) -> None:
         """The client's RateBudgets (`client.budgets`)."""
         self._scrape.budgets = budgets
+
+    def watch_cloud_cores(self, source: Callable[[], tuple[int, int | None]]) -> None:
+        """(cloud cores in use, agent.max_cloud_cores) at each scrape, e.g. pipeline.corecap.cloud_cores."""
+        self._scrape.cloud_cores = source
 
     # -- events from the pipeline ------------------------------------------------------------------
 

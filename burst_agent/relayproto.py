@@ -109,6 +109,8 @@ def read_message(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
         while not chunks or not chunks[-1].endswith(b"\n"):
             data, new_fds, _flags, _addr = socket.recv_fds(conn, 65536, 16)
             fds.extend(new_fds)
+            if not data and not chunks:  # closed unanswered: an agent stopping or shedding load
+                raise ConnectionResetError(errno.ECONNRESET, "the agent closed the connection unanswered")
             if not data:
                 break
             chunks.append(data)
@@ -141,8 +143,17 @@ def call(path: Path, message: dict[str, Any], timeout: float = 30.0) -> tuple[di
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         conn.connect(str(path))
-        send_message(conn, message)
-        answer, fds = read_message(conn)
+        try:
+            send_message(conn, message)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # An agent at its connection caps answers "busy" and closes without reading the request:
+            # the answer is still there to read.
+            try:
+                answer, fds = read_message(conn)
+            except (OSError, ProtocolError):
+                raise exc from None
+        else:
+            answer, fds = read_message(conn)
     if answer.get("busy") is True:
         for fd in fds:
             _close(fd)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from burst_agent.jobview import as_dict, hardware
 from burst_agent.pipeline.cancel import request_cancel
 from burst_agent.pipeline.context import Context
 from burst_agent.relayproto import (
@@ -32,6 +33,10 @@ Handler = Callable[["RelayServer", int, dict[str, Any]], tuple[dict[str, Any], l
 # What a malformed request can raise on its way through json and the handlers: an error answer each.
 BAD_REQUEST = (ProtocolError, ValueError, TypeError, OverflowError, RecursionError)
 REFUSAL_LOG_EVERY_S = 60.0
+# How often a relay's log position is written to the store while it only grows (it is kept in memory
+# between): a relay killed in between costs its delivery at most this many seconds of duplicated log.
+OFFSET_SAVE_EVERY_S = 15.0
+JOBS_SHOWN = 2000  # the newest of a user's jobs in one `jobs` answer (an answer line is capped)
 
 
 def _owned_by(path: Path, uid: int) -> bool:
@@ -79,6 +84,7 @@ class RelayServer:
         self._open: dict[int, int] = {}  # uid -> connections being served
         self._refused = 0
         self._logged_at: dict[str, float] = {}
+        self._positions: dict[str, tuple[str, int, float]] = {}  # job id -> (log file, offset, saved at)
 
     # -- authorisation ------------------------------------------------------------------------
 
@@ -103,26 +109,79 @@ class RelayServer:
 
     # -- operations ---------------------------------------------------------------------------
 
+    def _note_position(self, job: JobRecord, log_file: str, offset: int) -> None:
+        """Remember where the relay's own log file stands, so a delivery after its death goes on there."""
+        if not log_file or (log_file == job.relay_log and offset == job.relay_log_offset):
+            return
+        now = time.monotonic()
+        known = self._positions.get(job.id)
+        saved_at = known[2] if known else float("-inf")
+        if job.terminal or log_file != job.relay_log or now - saved_at >= OFFSET_SAVE_EVERY_S:
+            self.ctx.store.update(job.id, relay_log=log_file, relay_log_offset=offset)
+            saved_at = now
+        self._positions[job.id] = (log_file, offset, saved_at)
+
+    def position(self, job: JobRecord) -> tuple[str | None, int]:
+        """The relay's log file and offset: the freshest the agent has heard (memory, else the store)."""
+        known = self._positions.get(job.id)
+        return (known[0], known[1]) if known else (job.relay_log, job.relay_log_offset)
+
     def status(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         entry = text_field(msg, "entry")
         offset = offset_field(msg)
         job = self._job(uid, entry)
         if job is None:
             return self._unrecorded(uid, entry), []
+        self._note_position(job, text_field(msg, "log_file"), offset)
         data, size = _read_log(job.stdout_path, offset)
         return {
             "state": job.state.value, "terminal": job.terminal, "remote_status": job.remote_status,
             "remote_job_id": job.remote_job_id, "exit_code": job.exit_code, "reason": job.failure_reason,
+            "hardware": hardware(job) if job.coretype else None,
+            "cores": (job.cores_per_slot or 0) * (job.slots or 0) or None,
             "log": base64.b64encode(data).decode(), "log_size": size,
         }, []
 
+    def _own(self, uid: int, ref: str) -> JobRecord | None:
+        """The caller's job named by local id, spool entry name or scheduler job id (root: anyone's)."""
+        store = self.ctx.store
+        job = store.get(ref) or store.by_entry(ref)
+        if job is None and ref:
+            jobs = [j for j in store.owned_by(uid, scheduler_job_id=ref)] if uid else []
+            job = jobs[-1] if jobs else None
+        return job if job is not None and uid in (job.owner_uid, 0) else None
+
     def cancel(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-        job = self._job(uid, text_field(msg, "entry"))
+        ref = text_field(msg, "job") or text_field(msg, "entry")
+        job = self._job(uid, ref) or self._own(uid, ref)
         if job is None:
             return {"error": "no such job of yours"}, []
         job = request_cancel(self.ctx.store, job.id, self.ctx.clock())
-        self.ctx.job_log(job).info("cancel requested by the relay", uid=uid)
-        return {"state": job.state.value}, []
+        self.ctx.job_log(job).info("cancel requested over the relay socket", uid=uid)
+        return {"id": job.id, "state": job.state.value, "terminal": job.terminal}, []
+
+    def jobs(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        """`burst-agent status` for a user who cannot read the agent's database: their own jobs only."""
+        everything = msg.get("all") is True
+        store = self.ctx.store
+        found = [job for job in (store.jobs() if uid == 0 else store.owned_by(uid))
+                 if everything or not job.terminal]
+        now, shown = self.ctx.clock(), found[-JOBS_SHOWN:]
+        return {"jobs": [as_dict(job, now) for job in shown], "not_shown": len(found) - len(shown)}, []
+
+    def find(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        """The caller's newest job for a scheduler job id (a delivery knows only that id)."""
+        jobs = self.ctx.store.owned_by(uid, scheduler_job_id=text_field(msg, "scheduler_job_id"))
+        return ({"entry": jobs[-1].entry} if jobs else {"state": "unknown"}), []
+
+    def resume(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        """What a delivery needs to take over from a dead relay: where its log stands, the workdir."""
+        job = self._job(uid, text_field(msg, "entry"))
+        if job is None:
+            return {"state": "unknown"}, []
+        log_file, offset = self.position(job)
+        return {"log_file": log_file, "offset": offset, "delivered": job.delivered_at is not None,
+                "workdir": (job.request or {}).get("workdir"), "state": job.state.value}, []
 
     def _results(self, uid: int, msg: dict[str, Any]) -> tuple[JobRecord | None, Path | None]:
         job = self._job(uid, text_field(msg, "entry"))
@@ -153,11 +212,14 @@ class RelayServer:
             return {"error": "no finished job of yours"}, []
         if root.parent == self.ctx.spool.results:  # only ever the agent's own staging copy
             shutil.rmtree(root, ignore_errors=True)
+        self.ctx.store.update(job.id, delivered_at=self.ctx.clock())
+        self._positions.pop(job.id, None)
         self.ctx.job_log(job).info("outputs delivered by the relay")
         return {"ok": True}, []
 
     OPS: dict[str, Handler] = {
         "status": status, "cancel": cancel, "outputs": outputs, "output": output, "delivered": delivered,
+        "jobs": jobs, "find": find, "resume": resume,
     }
 
     # -- serving ------------------------------------------------------------------------------
@@ -205,7 +267,8 @@ class RelayServer:
         conn.close()
         self._refused += 1
         if self._now_and_then("refused"):
-            self.ctx.log.warning("relay connections refused", uid=uid, reason=reason, refused=self._refused)
+            # Load shedding at work (relays retry quietly), not a fault: info, at most once a minute.
+            self.ctx.log.info("relay connections refused", uid=uid, reason=reason, refused=self._refused)
             self._refused = 0
 
     def _now_and_then(self, what: str) -> bool:

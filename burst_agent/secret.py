@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,12 @@ REDACTED = "<redacted>"
 
 
 class TokenError(Exception):
-    """No usable token could be found, or the one found is stored unsafely."""
+    """No usable token could be found, or the one found is stored unsafely; `fix` is a command, if any."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}; run: {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
 
 
 class Token:
@@ -61,18 +68,55 @@ class TokenSource:
     env_var: str = "RESCALE_API_TOKEN"
 
 
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _unreadable(path: Path, st: os.stat_result | None) -> TokenError:
+    """Which file, which user, what it is now, what it must be, and the command that fixes it."""
+    me = _user(os.geteuid())
+    if st is None:
+        return TokenError(f"token file {path}: user {me} cannot reach it (a directory on its path is not "
+                          "searchable by that user)", f"chmod o+x {path.parent}")
+    return TokenError(
+        f"token file {path}: not readable by user {me} (owner {_user(st.st_uid)}:{_group(st.st_gid)}, "
+        f"mode {stat.S_IMODE(st.st_mode):04o}); the user that runs the agent must own it, mode 0600",
+        f"chown {me}: {path} && chmod 600 {path}",
+    )
+
+
 def _read_token_file(path: Path, *, check_mode: bool) -> Token:
     try:
         st = path.stat()
+    except PermissionError as exc:
+        raise _unreadable(path, None) from exc
     except OSError as exc:
         raise TokenError(f"token file {path}: {exc.strerror}") from exc
     if check_mode and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise TokenError(
-            f"token file {path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"run: chmod 600 {path}"
+            f"token file {path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
+            f"chmod 600 {path}",
         )
     try:
-        return Token(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except PermissionError as exc:
+        raise _unreadable(path, st) from exc
+    except OSError as exc:
+        raise TokenError(f"token file {path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise TokenError(f"token file {path}: not UTF-8 text") from exc
+    try:
+        return Token(text)
     except TokenError as exc:
         raise TokenError(f"token file {path}: {exc}") from exc
 

@@ -124,6 +124,11 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     )
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN relay_log TEXT;
+    ALTER TABLE jobs ADD COLUMN relay_log_offset INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN delivered_at REAL
+    """,
 )
 
 
@@ -170,6 +175,11 @@ class JobRecord:
     remote_finished_at: float | None
     transfer_done: int = 0  # bytes of the transfer in progress (stage-in or stage-out), for `status`
     transfer_total: int = 0
+    # Relay jobs: the job's own log file (the relay's stdout, e.g. slurm-41.out), how far into the remote
+    # log the relay had written it, and when the outputs reached the workdir (relay or delivery).
+    relay_log: str | None = None
+    relay_log_offset: int = 0
+    delivered_at: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -427,6 +437,14 @@ class JobStore:
         if with_remote_id:
             where += " AND remote_job_id IS NOT NULL"
         rows = self._query(f"{_SELECT_JOBS} WHERE {where} ORDER BY created_at, id", wanted)
+        return [_record(r) for r in rows]
+
+    def owned_by(self, uid: int, *, scheduler_job_id: str | None = None) -> list[JobRecord]:
+        """One user's jobs, oldest first (optionally only those of one scheduler job id)."""
+        where, params = "owner_uid = ?", [uid]
+        if scheduler_job_id is not None:
+            where, params = where + " AND scheduler_job_id = ?", [*params, scheduler_job_id]
+        rows = self._query(f"{_SELECT_JOBS} WHERE {where} ORDER BY created_at, id", params)
         return [_record(r) for r in rows]
 
     def non_terminal(self) -> list[JobRecord]:

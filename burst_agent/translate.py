@@ -186,7 +186,12 @@ def choose_hardware(req: JobRequest, catalogue: Sequence[Coretype], cfg: Transla
     shapes = [s for s in (_best_shape(req, c, cfg) for c in candidates) if s is not None]
     if not shapes:
         what = f"coretype {pinned!r} cannot hold" if pinned else "no coretype fits"
-        raise TranslateError(f"{what} the request: {_describe(req)}")
+        gpu_map = "is empty" if not cfg.gpu_coretypes else "names none of the candidate coretypes"
+        gpu_hint = "" if not req.wants_gpus or any(c.code in cfg.gpu_coretypes for c in candidates) else (
+            f"; translate.gpu_coretypes {gpu_map}: the coretype list has no GPU count, so the agent's "
+            "config must give GPUs per core of each GPU coretype, e.g. translate: {gpu_coretypes: "
+            "{gpu-ampere: 0.125}}")
+        raise TranslateError(f"{what} the request: {_describe(req)}{gpu_hint}")
     return min(shapes, key=_rank)
 
 
@@ -218,9 +223,8 @@ def choose_analysis(modules: Sequence[str], cfg: TranslateConfig) -> tuple[str, 
 
 
 def _input_file(item: str | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(item, str):
-        return {"id": item, "decompress": False}
-    return {"id": item["id"], "decompress": bool(item.get("decompress", False))}
+    # `{"id"}` only: the API document defines `decompress` for storage-device staging, not job inputs.
+    return {"id": item if isinstance(item, str) else item["id"]}
 
 
 def translate(

@@ -1,4 +1,6 @@
-"""`burst-agent cancel ID`: ask the running agent to stop a job (local id or spool entry name)."""
+"""`burst-agent cancel ID`: ask the running agent to stop a job (local id, spool entry name, or for a
+user, their scheduler job id). A user who cannot read the database asks through the agent's socket,
+which cancels only the caller's own jobs."""
 
 from __future__ import annotations
 
@@ -6,27 +8,56 @@ import argparse
 import sys
 import time
 
-from burst_agent.commands.common import add_config_argument, load
+from burst_agent.commands.common import add_config_argument, load, reads_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("job", metavar="ID", help="local job id or spool entry name (see burst-agent status)")
+    parser.add_argument("job", metavar="ID", help="local job id or spool entry name (see burst-agent "
+                        "status), or your scheduler job id")
 
 
-def run(args: argparse.Namespace) -> int:
+def _in_store(state_db: str, ref: str) -> tuple[str, str, bool] | None:
     from burst_agent.pipeline.cancel import request_cancel
     from burst_agent.store import JobStore, UnknownJob
 
-    config = load(args)
-    with JobStore(config.agent.state_db) as store:
+    with JobStore(state_db) as store:
         try:
-            job = request_cancel(store, args.job, time.time())
+            job = request_cancel(store, ref, time.time())
         except UnknownJob:
-            print(f"burst-agent cancel: no job {args.job!r} in {config.agent.state_db}", file=sys.stderr)
-            return 1
-    if job.terminal:
-        print(f"{job.id}: already {job.state.value}")
+            return None
+    return job.id, job.state.value, job.terminal
+
+
+def _over_socket(spool_dir: str, ref: str) -> tuple[str, str, bool] | None:
+    from pathlib import Path
+
+    from burst_agent.relayproto import call
+    from burst_agent.spool import Spool
+
+    answer, _fds = call(Spool(Path(spool_dir)).socket_path, {"op": "cancel", "job": ref})
+    if answer.get("error"):
+        return None
+    return str(answer["id"]), str(answer["state"]), bool(answer.get("terminal"))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args)
+    local = reads_store(config)
+    try:
+        found = _in_store(config.agent.state_db, args.job) if local else \
+            _over_socket(config.agent.spool_dir, args.job)
+    except OSError as exc:
+        print(f"burst-agent cancel: cannot reach the agent at {config.agent.spool_dir}/agent.sock "
+              f"({exc.strerror or exc}); is it running?", file=sys.stderr)
+        return 1
+    if found is None:
+        where = config.agent.state_db if local else "the jobs you own"
+        print(f"burst-agent cancel: no job {args.job!r} in {where}", file=sys.stderr)
+        return 1
+    job_id, state, terminal = found
+    if terminal:
+        print(f"{job_id}: already {state}")
     else:
-        print(f"{job.id}: cancel requested (state {job.state.value}); the agent stops it on its next tick")
+        print(f"{job_id}: cancel requested (state {state}); the agent stops it on its next tick")
     return 0

@@ -30,3 +30,13 @@ def load(args: argparse.Namespace) -> Config:
     except ConfigError as exc:
         print(f"burst-agent: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def reads_store(config: Config) -> bool:
+    """Whether this process may open the agent's database itself (the agent's user, root); others ask
+    the agent through its socket."""
+    import os
+
+    db = Path(config.agent.state_db)
+    here = os.access(db.parent, os.W_OK | os.X_OK)
+    return here and (os.access(db, os.R_OK | os.W_OK) if db.exists() else True)

@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-log", type=Path, help="append one JSON line per request to this file")
     parser.add_argument("--persist", action="store_true",
                         help="keep jobs and files in DATA_DIR/state.json across restarts")
+    parser.add_argument("--archive-inputs", choices=("place", "extract", "unpack"), default="extract",
+                        help="inputs named like archives: left as they are, unpacked beside themselves "
+                             "(default), or unpacked and removed as a server was seen to do")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         request_log=args.request_log,
         faults=faults,
         persist=args.persist,
+        archive_inputs=args.archive_inputs,
     )
     try:
         print(f"emulator listening on {handle.url}", flush=True)

@@ -1,12 +1,15 @@
-"""`burst-agent status`: the agent's jobs as a table (or JSON), from its state database."""
+"""`burst-agent status`: the agent's jobs as a table (or JSON); a user who cannot read the database
+sees their own jobs through the agent's socket (SO_PEERCRED says whose)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from typing import Any
 
-from burst_agent.commands.common import add_config_argument, load
+from burst_agent.commands.common import add_config_argument, load, reads_store
 
 COLUMNS = ("ID", "SCHED-JOB", "OWNER", "REMOTE", "STATE", "HARDWARE", "AGE", "COST", "EXIT", "TRANSFER")
 
@@ -17,16 +20,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="include finished jobs")
 
 
-def run(args: argparse.Namespace) -> int:
-    from burst_agent.jobview import age, as_dict
+def _from_store(state_db: str, everything: bool) -> list[dict[str, Any]]:
+    from burst_agent.jobview import as_dict
     from burst_agent.store import JobStore
+
+    now = time.time()
+    with JobStore(state_db) as store:
+        jobs = store.jobs() if everything else store.non_terminal()
+    return [as_dict(job, now) for job in jobs]
+
+
+def _from_socket(spool_dir: str, everything: bool) -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    from burst_agent.relayproto import call
+    from burst_agent.spool import Spool
+
+    answer, _fds = call(Spool(Path(spool_dir)).socket_path, {"op": "jobs", "all": everything})
+    if answer.get("not_shown"):
+        print(f"burst-agent status: {answer['not_shown']} older jobs not shown", file=sys.stderr)
+    return list(answer.get("jobs", []))
+
+
+def run(args: argparse.Namespace) -> int:
+    from burst_agent.jobview import age
     from burst_agent.textable import render
 
     config = load(args)
-    now = time.time()
-    with JobStore(config.agent.state_db) as store:
-        jobs = store.jobs() if args.all else store.non_terminal()
-    views = [as_dict(job, now) for job in jobs]
+    try:
+        views = _from_store(config.agent.state_db, args.all) if reads_store(config) else \
+            _from_socket(config.agent.spool_dir, args.all)
+    except OSError as exc:
+        print(f"burst-agent status: cannot reach the agent at {config.agent.spool_dir}/agent.sock "
+              f"({exc.strerror or exc}); is it running?", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(views, indent=1))
         return 0

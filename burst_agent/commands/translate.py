@@ -15,6 +15,10 @@ from burst_agent.spool import REQUEST_MAX_BYTES, SCRIPT_MAX_BYTES
 EXIT_UNTRANSLATABLE = 2
 CACHE_TTL_S = 24 * 3600
 CORETYPES_MAX_BYTES = 16 * 1024 * 1024  # the real catalogue is well under 1 MiB
+NO_TOKEN_HELP = (
+    "without the agent's API token (only the agent's user holds it), pass --coretypes FILE: the JSON of "
+    "GET /api/v2/coretypes/, which the agent's user writes with `burst-agent coretypes --json > FILE`"
+)
 JSON_MAX_DIGITS = 100  # int() itself stops at 4300 digits, with advice meant for programmers
 _NOT_REGULAR = {
     stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
@@ -35,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--coretypes",
         type=Path,
         metavar="FILE",
-        help="JSON of GET /api/v2/coretypes/ (default: ask the configured API, cached)",
+        help="JSON of GET /api/v2/coretypes/ (`burst-agent coretypes --json`); default: ask the configured "
+        "API, cached, which needs the API token",
     )
     parser.add_argument(
         "--request",
@@ -82,13 +87,16 @@ def _write_cache(path: Path, items: list[dict[str, Any]]) -> None:
 def fetch_catalogue(api: Any) -> list[dict[str, Any]]:
     """GET /api/v2/coretypes/ from the configured API, cached for a day per API URL."""
     from burst_agent.rescale.client import RescaleClient
-    from burst_agent.secret import TokenSource, load_token
+    from burst_agent.secret import TokenError, TokenSource, load_token
 
     path = _cache_path(api.url)
     cached = _read_cache(path)
     if cached is not None:
         return cached
-    token = load_token(TokenSource(api.token_credential, api.token_file, api.token_env))
+    try:
+        token = load_token(TokenSource(api.token_credential, api.token_file, api.token_env))
+    except TokenError as exc:
+        raise TokenError(f"cannot fetch the coretype catalogue: {exc}; {NO_TOKEN_HELP}") from exc
     with RescaleClient.from_config(api, token) as client:
         items = client.list_coretypes()
     _write_cache(path, items)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from burst_agent.command_wrapper import CARRIED_NAMES
 from burst_agent.dialects.prologue import Directive
 from burst_agent.dialects.units import BLANKS, MAX_DIGITS, shown
 from burst_agent.request import JobRequest, Location, ScriptWarning, TranslateError
@@ -102,6 +103,23 @@ def _env_field(key: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
+_SCHEDULER_VALUE_MAX = 4096
+
+
+def _scheduler_env_field(key: str, value: Any) -> dict[str, str]:
+    """The real job's scheduler variables: only names the wrapper carries, short strings without NUL."""
+    env = _env_field(key, value)
+    unknown = sorted(name for name in env if name not in CARRIED_NAMES)
+    if unknown:
+        raise TranslateError(f"{key}: {shown(unknown[0])} is not a scheduler variable the agent carries",
+                             directive="request file")
+    bad = next((n for n, v in env.items() if "\x00" in v or len(v) > _SCHEDULER_VALUE_MAX), None)
+    if bad is not None:
+        raise TranslateError(f"{key}: {bad} must be at most {_SCHEDULER_VALUE_MAX} characters without NUL",
+                             directive="request file")
+    return env
+
+
 def _time_field(key: str, value: Any) -> int | None:
     if isinstance(value, str) and value.upper() in ("UNLIMITED", "INFINITE"):
         return None
@@ -132,6 +150,7 @@ REQUEST_FILE_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "array_task_id": ("array_task_id", _int_field(0)),
     "job_id": ("job_id", _str_field),
     "environment": ("environment", _env_field),
+    "scheduler_env": ("scheduler_env", _scheduler_env_field),
 }
 
 
@@ -273,4 +292,5 @@ def resolve(raw: Raw, *, omp_from_cpus: bool) -> JobRequest:
         job_id=raw.get("job_id"),
         shell=raw.get("shell"),
         environment=dict(raw.get("environment", {})),
+        scheduler_env=dict(raw.get("scheduler_env", {})),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from burst_agent.lifecycle import REMOTE_ACTIVE, JobState
+from burst_agent.pipeline import corecap
 from burst_agent.pipeline.cancel import cancel_step
 from burst_agent.pipeline.collect import collect
 from burst_agent.pipeline.context import Context
@@ -15,14 +16,19 @@ from burst_agent.store import JobRecord
 Step = Callable[[Context, JobRecord], JobRecord]
 
 
+def _stage(ctx: Context, job: JobRecord) -> JobRecord:
+    corecap.refuse_oversized(ctx, job)  # before its inputs travel: it could never run
+    return stage_inputs(ctx, job)
+
+
 def _staging_in(ctx: Context, job: JobRecord) -> JobRecord:
-    return create(ctx, job) if job.input_file_ids else stage_inputs(ctx, job)
+    return corecap.admit(ctx, job, create) if job.input_file_ids else _stage(ctx, job)
 
 
 # The agent's own work per state; SUBMITTED/QUEUED/RUNNING move only when the watch sees Rescale move.
 STEPS: dict[JobState, Step] = {
     JobState.RECEIVED: translate_job,
-    JobState.TRANSLATED: stage_inputs,
+    JobState.TRANSLATED: _stage,
     JobState.STAGING_IN: _staging_in,
     JobState.CREATED: tag_assign_submit,
     JobState.STAGING_OUT: collect,
@@ -31,7 +37,7 @@ ACTIONABLE: frozenset[JobState] = frozenset(STEPS)
 
 
 def advance(ctx: Context, job: JobRecord, *, stopping: Callable[[], bool] = lambda: False) -> JobRecord:
-    """Run steps until the job waits on Rescale, ends, or the agent is stopping."""
+    """Run steps until the job waits on Rescale or for cloud cores, ends, or the agent is stopping."""
     while not job.terminal and not stopping():
         if job.cancel_requested_at is not None:
             job = cancel_step(ctx, job)
@@ -41,4 +47,6 @@ def advance(ctx: Context, job: JobRecord, *, stopping: Callable[[], bool] = lamb
         if step is None:
             return job
         job = step(ctx, job)
+        if corecap.waiting(job):  # held under agent.max_cloud_cores: the next dispatch asks again
+            return job
     return job

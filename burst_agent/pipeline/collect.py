@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from burst_agent import failpoints
 from burst_agent.command_wrapper import EXIT_CODE_FILE
-from burst_agent.lifecycle import JobState, failure_reason
+from burst_agent.lifecycle import SUCCESS_REASONS, JobState, failure_reason
+from burst_agent.pipeline.cancel import ended_if_gone
 from burst_agent.pipeline.context import REMOTE_LOG, Context
 from burst_agent.pipeline.progress import TransferProgress
 from burst_agent.pipeline.submit import PermanentJobError
@@ -49,6 +50,9 @@ ATTEMPTS: dict[type[BaseException], int | None] = {
 # The wrapper writes one line, 0-255; anything larger is not an exit code and is never downloaded.
 EXIT_CODE_MAX_BYTES = 16
 _EXIT_CODE = re.compile(rb"\s*([0-9]{1,3})\s*")
+# statusReason words (lower case) of a stop on Rescale's side ("Job was stopped by user", "Job force
+# stopped by user", "Job shut down by user; ..."): not a failure of the script, nor a cancel of ours.
+REMOTE_STOP_WORDS = ("stopped", "shut down", "force stop")
 # Files named in a job's reason and in the user's log, per kind; the agent log has them all.
 NAMES_SHOWN = 20
 
@@ -216,17 +220,27 @@ def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome)
 
 
 def _final(job: JobRecord, exit_code: int | None) -> tuple[JobState, str | None, str | None]:
-    """(final state, reason, failure class for metrics)."""
+    """(final state, reason, failure class for metrics).
+
+    A stop nobody here asked for (someone in Rescale's web UI) fails the job under the "cancelled"
+    class, with Rescale's own words first: the exit code (143 after a SIGTERM) only says how it died.
+    """
     if job.cancel_requested_at is not None:
         return JobState.CANCELLED, "cancelled on request", None
-    hidden = failure_reason(job.remote_status_reason)
+    said = (job.remote_status_reason or "").strip()
+    hidden = failure_reason(said)
     if hidden:
         return JobState.FAILED, f"Rescale: {hidden}", "remote"
-    if exit_code is None:
-        return JobState.FAILED, "no exit code came back: the script did not run to its end", "remote"
-    if exit_code != 0:
-        return JobState.FAILED, f"the script exited with code {exit_code}", "exit_code"
-    return JobState.DONE, None, None
+    if exit_code == 0:
+        return JobState.DONE, None, None
+    how = (f"the script exited with code {exit_code}" if exit_code is not None
+           else "no exit code came back: the script did not run to its end")
+    if any(word in said.lower() for word in REMOTE_STOP_WORDS):
+        reason = f"stopped on Rescale, not by burst-agent (Rescale: {said}); {how}"
+        return JobState.FAILED, reason, "cancelled"
+    if said and not any(ok in said.lower() for ok in SUCCESS_REASONS):
+        how += f" (Rescale: {said})"
+    return JobState.FAILED, how, "exit_code" if exit_code is not None else "remote"
 
 
 def _require_output_dir(job: JobRecord) -> None:
@@ -276,7 +290,12 @@ def collect(ctx: Context, job: JobRecord) -> JobRecord:
     assert job.remote_job_id is not None  # narrowing: only submitted jobs reach staging-out
     log = ctx.job_log(job)
     _require_output_dir(job)
-    files = list(ctx.client.iter_job_files(job.remote_job_id))
+    remote_id = job.remote_job_id
+    files: list[Any] = []
+    ended = ended_if_gone(ctx, job, lambda: files.extend(ctx.client.iter_job_files(remote_id)))
+    if ended is not None:
+        FAILURES.forget(job.id)
+        return ended
     outcome = _Outcome(job.id)
     control = _control_files(files, outcome)
     exit_code = outcome.run(EXIT_CODE_FILE, lambda: _exit_code(ctx, control.get(EXIT_CODE_FILE)), None)

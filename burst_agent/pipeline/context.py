@@ -91,6 +91,10 @@ def build_context(config: Config, *, log: Any | None = None, **client_options: A
     metrics.watch_budgets(client.budgets)
     metrics.watch_store(store)
     metrics.watch_spool(lambda: len(spool.list_incoming()))
-    return Context(config=config, client=client, store=store, spool=spool,
-                   catalogue=Catalogue(fetch=client.list_coretypes), log=log or get_logger(),
-                   metrics=metrics)
+    ctx = Context(config=config, client=client, store=store, spool=spool,
+                  catalogue=Catalogue(fetch=client.list_coretypes), log=log or get_logger(),
+                  metrics=metrics)
+    from burst_agent.pipeline.corecap import cloud_cores  # corecap imports this module
+
+    metrics.watch_cloud_cores(lambda: cloud_cores(ctx))
+    return ctx

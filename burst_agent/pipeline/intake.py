@@ -17,6 +17,17 @@ from burst_agent.store import JobRecord
 from burst_agent.translate import translate
 
 DEFAULT_STDOUT = {"slurm": "slurm-%j.out", "pbs": "%x.o%j", "plain": "output.log"}
+# The scheduler a relay ran under (its job id variable, seen by the relay) decides the dialect: a PBS
+# job's script need not carry a #PBS line, and its PBS_* variables must still be exported.
+SCHEDULER_OF_VAR = (("SLURM_JOB_ID", "slurm"), ("PBS_JOBID", "pbs"))
+
+
+def scheduler_of(request: dict[str, Any] | None) -> str:
+    """"slurm" or "pbs" when the real job's variables say so, else "auto" (from the directives)."""
+    env = (request or {}).get("scheduler_env")
+    if not isinstance(env, dict):
+        return "auto"
+    return next((name for var, name in SCHEDULER_OF_VAR if var in env), "auto")
 
 
 def reconcile_key(cluster: str, entry: str) -> str:
@@ -62,6 +73,7 @@ def output_paths(
     values = {
         "job_id": req.job_id, "job_name": req.job_name or "burst-job", "user": owner,
         "array_task_id": str(req.array_task_id) if req.array_task_id is not None else None,
+        "array_job_id": req.scheduler_env.get("SLURM_ARRAY_JOB_ID"),  # %A: the real array's id
     }
     stdout = workdir / expand(req.stdout or DEFAULT_STDOUT.get(scheduler, "slurm-%j.out"), values)
     stderr = workdir / expand(req.stderr, values) if req.stderr and not req.join_output else None
@@ -103,6 +115,11 @@ def unrecorded_claims(ctx: Context) -> list[str]:
     return sorted(name for name in ctx.spool.list_claimed() if ctx.store.by_entry(name) is None)
 
 
+# What a malformed or hostile entry can raise on its way in; anything else (the store failing) is not
+# the entry's doing and stops this pass.
+ENTRY_ERRORS = (EntryRejected, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError)
+
+
 def intake(ctx: Context, recovered: list[str] | None = None) -> int:
     """Claim everything waiting in incoming/; `recovered` names claimed entries to record first."""
     count = 0
@@ -119,8 +136,9 @@ def intake(ctx: Context, recovered: list[str] | None = None) -> int:
             job = record_entry(ctx, entry)
         except AlreadyClaimed:
             continue
-        except (EntryRejected, OSError, ValueError, RecursionError) as exc:
-            # Whatever an entry does, it must not wedge intake: it goes to failed/ with the reason.
+        except ENTRY_ERRORS as exc:
+            # Whatever an entry does, it must not wedge intake: it goes to failed/ with the reason (a
+            # store that fails is not the entry's doing: sqlite3 errors stop this pass and are logged).
             reason = exc.reason if isinstance(exc, EntryRejected) else f"cannot load the entry: {exc}"
             if os.path.lexists(ctx.spool.claimed / name):  # take() quarantines what it rejects itself
                 ctx.spool.quarantine(name, reason)
@@ -144,7 +162,8 @@ def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
     log = ctx.job_log(job)
     try:
         entry = ctx.spool.load(job.entry)
-        parsed = parse_script(entry.script, request_overrides=entry.request)
+        parsed = parse_script(entry.script, scheduler=scheduler_of(entry.request),
+                              request_overrides=entry.request)
         result = translate(
             parsed, ctx.catalogue.get(), ctx.config.translate, job_name_hint=job.entry,
             job_ids={"job_id": job.scheduler_job_id} if job.scheduler_job_id else None,

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from burst_agent.lifecycle import JobState
+from burst_agent.pipeline.cancel import end_vanished, remote_gone
 from burst_agent.pipeline.collect import append_log
 from burst_agent.pipeline.context import REMOTE_LOG, Context
+from burst_agent.pipeline.watch import Claim
 from burst_agent.rescale.errors import NotFoundError
 from burst_agent.store import JobRecord
 
 TAILS_PER_CYCLE = 50
-
-
-class Claim(Protocol):
-    def try_add(self, job_id: str) -> bool: ...
-    def discard(self, job_id: str) -> None: ...
 
 
 class LogTailer:
@@ -35,7 +30,12 @@ class LogTailer:
         return self._runs[job.id]
 
     def tail(self, ctx: Context, job: JobRecord) -> JobRecord:
-        run_id = self._run_id(ctx, job)
+        try:
+            run_id = self._run_id(ctx, job)
+        except NotFoundError:  # no runs listing: the remote job itself may be gone
+            if job.remote_job_id and remote_gone(ctx, job.remote_job_id):
+                return end_vanished(ctx, job)
+            raise
         if run_id is None or job.remote_job_id is None:
             return job
         try:
@@ -63,7 +63,8 @@ class LogTailer:
                 job = ctx.store.get(job_id)
                 if job is not None and job.state is JobState.RUNNING and job.stdout_path:
                     self.tail(ctx, job)
-            except Exception as exc:  # a log hiccup must never stop the agent
-                ctx.log.warning("live log tail failed", job=job_id, error=str(exc))
+            except Exception as exc:  # a log hiccup must never stop the agent, nor another job's tail
+                ctx.log.warning("live log tail failed", job=job_id, error=str(exc),
+                                error_type=type(exc).__name__)
             finally:
                 claim.discard(job_id)

@@ -49,10 +49,18 @@ class OrphanCheck:
             silent = now - self.last_seen.get(job_id, self.started)
             if silent < grace or not scheduler_job_id:
                 continue
-            alive = self.alive(scheduler_job_id)
-            if alive is False or (alive is None and silent > 10 * grace):
-                job = request_cancel(ctx.store, job_id, ctx.clock())
-                ctx.job_log(job).warning("relay gone and its scheduler job ended: stopping the remote job",
-                                         silent_s=round(silent), scheduler_alive=alive)
-                stopped += 1
+            try:
+                stopped += self._check(ctx, job_id, scheduler_job_id, silent, grace)
+            except Exception as exc:  # one job's trouble must not spare the others their check
+                ctx.log.warning("orphan check of one job failed", job=job_id, error=str(exc),
+                                error_type=type(exc).__name__)
         return stopped
+
+    def _check(self, ctx: Context, job_id: str, scheduler_job_id: str, silent: float, grace: float) -> int:
+        alive = self.alive(scheduler_job_id)
+        if alive is False or (alive is None and silent > 10 * grace):
+            job = request_cancel(ctx.store, job_id, ctx.clock())
+            ctx.job_log(job).warning("relay gone and its scheduler job ended: stopping the remote job",
+                                     silent_s=round(silent), scheduler_alive=alive)
+            return 1
+        return 0

@@ -48,7 +48,7 @@ def prune_spool(store: JobStore, spool: Spool, retention_days: float, now: float
 
     for name in _names(spool.logs):
         if name.endswith(".log") and expired(name.removesuffix(".log")):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # one log that will not go must not keep the rest
                 (spool.logs / name).unlink()
                 report.logs += 1
     for name in _names(spool.results):

@@ -17,12 +17,17 @@ from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.progress import TransferProgress
 from burst_agent.relay import INPUT_BUNDLE, INPUT_MANIFEST
-from burst_agent.rescale.errors import ValidationError
+from burst_agent.rescale.errors import NotFoundError, ValidationError
 from burst_agent.staging.bundle import InputChangedError, SendReader, placement_script, send, stage_in
 from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan, InputSelectionError
 from burst_agent.staging.jobplan import job_plan
 from burst_agent.staging.safepath import safe_relpath
 from burst_agent.store import JobRecord
+
+# job_spec keys: the cached large inputs this staging used ({file id: cache key}), and a flag set once
+# the inputs were staged again because some of those had vanished on Rescale.
+CACHED_INPUTS = "cached_inputs"
+RESTAGED = "inputs_restaged"
 
 
 class PermanentJobError(Exception):
@@ -105,7 +110,7 @@ class _EntryFiles:
 
 
 def _prepared_inputs(
-    ctx: Context, job: JobRecord, upload: Any, cache_get: Any
+    ctx: Context, job: JobRecord, upload: Any, cache_get: Any, cache_put: Any
 ) -> tuple[list[str], dict[str, str], str]:
     """The relay's prepared inputs: its bundle (uploaded as is) and large files (cached per owner)."""
     files = _EntryFiles(ctx.spool.claimed / job.entry, job.owner_uid)
@@ -118,7 +123,7 @@ def _prepared_inputs(
             reason = f"inputs: the relay's input manifest is unusable: {exc}"
             raise PermanentJobError(reason, stage="stage_in") from exc
         plan = InputPlan(workdir=ctx.spool.claimed / job.entry, bundle_members=[], large_files=large)
-        result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=ctx.store.remember_upload,
+        result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=cache_put,
                           tmpdir=ctx.spool.tmp, owner_uid=job.owner_uid, opener=files.open_member)
         handle, st = files.open(INPUT_BUNDLE, one_link=True)
         with handle:
@@ -137,9 +142,17 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
     log = ctx.job_log(job)
     store = ctx.store
 
+    cached: dict[str, str] = {}  # file id -> cache key of each large input, checked if create refuses
+
     def cache_get(key: str) -> str | None:
         hit = store.cached_upload(key)
+        if hit:
+            cached[hit.remote_file_id] = key
         return hit.remote_file_id if hit else None
+
+    def cache_put(key: str, file_id: str, size: int) -> None:
+        store.remember_upload(key, file_id, size)
+        cached[file_id] = key
 
     tracker = TransferProgress(store, job.id)
 
@@ -157,7 +170,7 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
         return meta
 
     if job.job_spec.get("delivery") == "relay":
-        file_ids, md5s, placement = _prepared_inputs(ctx, job, upload, cache_get)
+        file_ids, md5s, placement = _prepared_inputs(ctx, job, upload, cache_get, cache_put)
     else:
         with tempfile.TemporaryDirectory(prefix="burst-stage-", dir=ctx.spool.tmp) as tmp:
             script_file = Path(tmp) / SCRIPT_NAME
@@ -166,14 +179,15 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
             for warning in plan.warnings:
                 log.warning("input skipped", detail=warning)
             try:
-                result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=store.remember_upload,
+                result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=cache_put,
                                   tmpdir=Path(tmp), owner_uid=job.owner_uid)
             except InputChangedError as exc:
                 raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
         file_ids, md5s, placement = result.file_ids, result.input_md5, placement_script(plan)
-    # The bundle (script + small files) always comes first and is an archive Rescale extracts.
-    inputs = [{"id": fid, "decompress": index == 0} for index, fid in enumerate(file_ids)]
-    spec = {**job.job_spec, "input_files": inputs, "input_md5": md5s, "placement": placement}
+    # Only `id`: the remote command unpacks the bundle and places the large files (placement_script).
+    inputs = [{"id": fid} for fid in file_ids]
+    spec = {**job.job_spec, "input_files": inputs, "input_md5": md5s, "placement": placement,
+            CACHED_INPUTS: cached}
     log.info("inputs staged", uploads=len(file_ids))
     return store.update(job.id, job_spec=spec, input_file_ids=tuple(file_ids), transfer_done=0,
                         transfer_total=0)
@@ -224,11 +238,43 @@ def create(ctx: Context, job: JobRecord) -> JobRecord:
     try:
         remote = ctx.client.create_job(body)
     except ValidationError as exc:
-        raise PermanentJobError(f"Rescale refused the job: {exc}", stage="create") from exc
+        return _refused(ctx, job, exc)
     failpoints.hit("create.before_persist")
     job = ctx.store.transition(job.id, JobState.CREATED, "created", remote_job_id=str(remote["id"]))
     ctx.job_log(job).info("remote job created")
     return job
+
+
+def _vanished_cached_inputs(ctx: Context, job: JobRecord) -> dict[str, str]:
+    """{file id: cache key} of the cached inputs Rescale no longer has (404, or isDeleted)."""
+    gone: dict[str, str] = {}
+    for file_id, key in dict(job.job_spec.get(CACHED_INPUTS) or {}).items():
+        try:
+            meta = ctx.client.get_file(str(file_id))
+        except NotFoundError:
+            meta = {"isDeleted": True}
+        if isinstance(meta, dict) and meta.get("isDeleted") is True:
+            gone[str(file_id)] = str(key)
+    return gone
+
+
+def _refused(ctx: Context, job: JobRecord, exc: ValidationError) -> JobRecord:
+    """A create Rescale refused (400: nothing was created). If cached inputs vanished on Rescale
+    (deleted there), drop them from the cache and stage the inputs again, once; else the job fails."""
+    gone = _vanished_cached_inputs(ctx, job)
+    for key in gone.values():
+        ctx.store.forget_upload(key)
+    retried = bool(job.job_spec.get(RESTAGED))
+    if gone and not retried:
+        ctx.job_log(job).warning("cached inputs no longer exist on Rescale: uploading them again",
+                                 files=sorted(gone))
+        spec = {k: v for k, v in job.job_spec.items() if k not in ("input_files", CACHED_INPUTS)}
+        return ctx.store.update(job.id, job_spec={**spec, RESTAGED: True}, input_file_ids=(),
+                                create_attempted_at=None)
+    reason = f"Rescale refused the job: {exc}"
+    if retried:
+        reason += " (refused again after its vanished cached inputs were uploaded anew)"
+    raise PermanentJobError(reason, stage="create") from exc
 
 
 def _already_submitted(ctx: Context, job: JobRecord) -> bool:

@@ -110,6 +110,15 @@ def _newest_first(statuses: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return statuses
 
 
+def retry_message(method: str, path: str, error: RescaleError, attempt: int, retries: int,
+                  wait: float) -> str:
+    """The retry log line: what was asked (the path only: no query, no token), what went wrong, which
+    try of how many failed, and the wait before the next."""
+    outcome = f"HTTP {error.status}" if error.status is not None else "no answer"
+    return (f"rescale request failed, retrying: {method} {path} -> {outcome} ({type(error).__name__}); "
+            f"attempt {attempt + 1} of {retries + 1}, next in {wait:.2f} s")
+
+
 class RescaleClient:
     """Typed access to Rescale API v2: auth, trailing slashes, pagination, retries, rate budgets.
 
@@ -226,7 +235,7 @@ class RescaleClient:
                 if wait is None:
                     raise error
             log.warning(
-                "rescale request failed, retrying",
+                "%s", retry_message(method, path, error, attempt, self.retry.max_retries, wait),
                 extra={"method": method, "endpoint": template, "error": type(error).__name__,
                        "status": error.status, "wait_s": round(wait, 3), "attempt": attempt},
             )

@@ -21,8 +21,7 @@ from typing import Any, BinaryIO
 
 from burst_agent import failpoints
 from burst_agent.rescale.errors import IntegrityError
-from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan
-from burst_agent.staging.safepath import NAME_MAX
+from burst_agent.staging.inputs import BUNDLE_NAME, UPLOAD_PREFIX, InputFile, InputPlan
 
 CHUNK = 1024 * 1024
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -198,22 +197,33 @@ def build_bundle(plan: InputPlan, dest_path: Path) -> Path:
 
 
 def upload_name(member: InputFile) -> str:
-    """Upload name of a large file; a nested one gets a unique top-level name and is moved remotely."""
-    if len(member.rel.parts) == 1:
-        return member.rel.name
-    tag = hashlib.sha256(str(member.rel).encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    prefix = f".burst-in-{tag}-"
-    return prefix + member.rel.name[: NAME_MAX - len(prefix)]
+    """Upload name of a large file: `.burst-in-<hash of its path>`, whatever the file is called.
+
+    The API document does not say what a server does with an input named like an archive (one seen
+    unpacks `data.tar.gz` and removes it), so no user name is ever uploaded as is: the name has no
+    extension at all, and the remote command moves the file to its own name (placement_script).
+    """
+    tag = hashlib.sha256(str(member.rel).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return UPLOAD_PREFIX + tag
 
 
 def placement_script(plan: InputPlan) -> str:
-    """POSIX sh lines that move nested large files from their upload name to their relative path."""
-    lines = []
+    """POSIX sh lines, run before the job: unpack the bundle, move each large file to its own path.
+
+    The bundle is unpacked only if it is there as uploaded (a server that unpacked it anyway has
+    already put its members in place); a large file that is not there stops the job with a message.
+    """
+    bundle = shlex.quote(BUNDLE_NAME)
+    lines = [
+        "# burst-agent: put the inputs in place (uploaded under names no server unpacks)",
+        f"if [ -f {bundle} ]; then tar -xzf {bundle} && rm -f -- {bundle} || "
+        "{ echo 'burst-agent: cannot unpack the input bundle' >&2; exit 1; }; fi",
+    ]
     for member in plan.large_files:
-        name = upload_name(member)
-        if name != str(member.rel):
-            parent, dest = shlex.quote(str(member.rel.parent)), shlex.quote(str(member.rel))
-            lines.append(f"mkdir -p -- {parent} && mv -f -- {shlex.quote(name)} {dest}")
+        name, dest = shlex.quote(upload_name(member)), shlex.quote(str(member.rel))
+        mkdir = f"mkdir -p -- {shlex.quote(str(member.rel.parent))} && " if len(member.rel.parts) > 1 else ""
+        missing = shlex.quote(f"burst-agent: input {member.rel} did not arrive")
+        lines.append(f"{mkdir}mv -f -- {name} {dest} || {{ echo {missing} >&2; exit 1; }}")
     return "\n".join(lines)
 
 
@@ -226,7 +236,7 @@ def cache_key(owner_uid: int, sha256: str, name: str) -> str:
 
 
 def _stage_bundle(plan: InputPlan, upload: Upload, tmpdir: Path, md5s: dict[str, str]) -> str:
-    fd, tmp_name = tempfile.mkstemp(prefix="burst-inputs-", suffix=".tar.gz", dir=tmpdir)
+    fd, tmp_name = tempfile.mkstemp(prefix="burst-inputs-", suffix=".bundle", dir=tmpdir)
     os.close(fd)
     bundle = Path(tmp_name)
     try:

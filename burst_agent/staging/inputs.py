@@ -21,12 +21,16 @@ DEFAULT_MAX_TOTAL_BYTES = 50 * GiB
 DEFAULT_MAX_FILES = 50_000
 
 IGNORE_FILE = ".burstignore"
-BUNDLE_NAME = "burst-inputs.tar.gz"
+# Uploaded under names no server takes for an archive (no .tar/.zip/.gz...): the remote command unpacks
+# the bundle and renames the large files itself, so nothing depends on a server's (undocumented) unpacking.
+BUNDLE_NAME = "burst-inputs.bundle"
+UPLOAD_PREFIX = ".burst-in-"
 # Appended after the user's .burstignore lines, so a `!` line cannot re-include them.
 _DEFAULT_MODE_IGNORES = (".git/", f"/{IGNORE_FILE}")
-# Excluded in both modes: the remote control dir, our own stage-out staging dir, Slurm's default logs.
+# Excluded in both modes: the remote control dir, our own stage-out staging dir, the scheduler's logs:
+# Slurm's slurm-*.out, PBS's NAME.o<seq> / NAME.e<seq> (array tasks: .o<seq>.<index> or -<index>).
 _ALWAYS_EXCLUDED_TOP = (CONTROL_DIR_NAME, STAGING_DIR_NAME)
-_SLURM_LOG = re.compile(r"slurm-\d+(_\d+)?\.out")
+_SCHEDULER_LOG = re.compile(r"slurm-.*\.out|.+\.[oe][0-9]+(?:[.-][0-9]+)?", re.ASCII | re.DOTALL)
 _DIRECTIVE = re.compile(r"^\s*#BURST\s+--input(?:=|\s+|$)(.*)$")
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -222,7 +226,7 @@ def _always_excluded(rel: str, excluded: set[str]) -> bool:
     top = rel.split("/", 1)[0]
     return (
         top in _ALWAYS_EXCLUDED_TOP
-        or _SLURM_LOG.fullmatch(rel.rsplit("/", 1)[-1]) is not None
+        or _SCHEDULER_LOG.fullmatch(rel.rsplit("/", 1)[-1]) is not None
         or any(rel == ex or rel.startswith(ex + "/") for ex in excluded)
     )
 
@@ -264,8 +268,10 @@ def plan_inputs(
     excluded = _excluded_rels(root, exclude)
     chosen = sorted({rel for rel in candidates if not _always_excluded(rel, excluded)})
     files = [f for f in (_classify(root, rel, warnings) for rel in chosen) if f is not None]
-    if any(str(f.rel) == BUNDLE_NAME for f in files):
-        raise InputSelectionError(f"an input is named {BUNDLE_NAME!r}, reserved for the input bundle")
+    for f in files:
+        if str(f.rel) == BUNDLE_NAME or str(f.rel).startswith(UPLOAD_PREFIX):
+            raise InputSelectionError(f"{f.rel}: the names {BUNDLE_NAME!r} and {UPLOAD_PREFIX}* at the top "
+                                      "of the workdir are reserved for the agent's uploads")
     _check_caps(files, max_total_bytes, max_files)
     return InputPlan(
         workdir=root,

@@ -17,7 +17,7 @@ changes. Install: docs/slurm.md. Settings below; `.ci/slurm-setup.sh` and the te
 --]]
 
 -- BEGIN SETTINGS
-local BURST_AGENT = "/usr/local/bin/burst-agent"  -- the burst-agent executable on the proxy nodes
+local BURST_AGENT = "/opt/burst-agent/venv/bin/burst-agent"  -- on the proxy nodes (docs/slurm.md)
 local SPOOL_DIR = nil                              -- passed as --spool DIR when set (string)
 local RESCALE_PARTITIONS = "rescale"               -- comma list of partitions that burst to Rescale
 local CHARGE_LICENSES = true                       -- charge LICENSE_NAME:<estimated cores> per job

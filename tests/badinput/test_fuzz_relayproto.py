@@ -33,8 +33,11 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
 ME = os.getuid()
 ANSWER_KEYS = {  # what each op may answer besides {"error": ...}
     "status": {"state", "terminal", "remote_status", "remote_job_id", "exit_code", "reason", "log",
-               "log_size"},
-    "cancel": {"state"}, "outputs": {"files"}, "output": {"path", "size"}, "delivered": {"ok"},
+               "log_size", "hardware", "cores"},
+    "cancel": {"id", "state", "terminal"}, "outputs": {"files"}, "output": {"path", "size"},
+    "delivered": {"ok"},
+    "jobs": {"jobs", "not_shown"}, "find": {"entry", "state"},
+    "resume": {"log_file", "offset", "delivered", "workdir", "state"},
 }
 
 HUGE = st.sampled_from(["1e400", "-1e400", "NaN", "Infinity", "-Infinity", "9" * 4000, "9" * 5000, "-0",

@@ -46,7 +46,7 @@ def test_sigterm_to_the_relay_stops_the_remote_job(rig):
                "the remote job executing")
     relay.send_signal(signal.SIGTERM)
     output, _ = relay.communicate(timeout=15)
-    assert relay.returncode == 143, output
+    assert relay.returncode == -signal.SIGTERM, output
     job = wait_until(lambda: [j for j in rig.emulator.store.jobs.values() if j.stop_mode], 30,
                      "the remote stop")[0]
     assert job.stop_mode in ("stop", "force_stop")

@@ -20,6 +20,7 @@ def site(tmp_path: Path, url: str, token: str, metrics_port: int = 0) -> Path:
         "api": {"base_url": url, "token_file": str(token_file)},
         "agent": {"spool_dir": str(tmp_path / "spool"), "state_db": str(tmp_path / "state.db")},
         "metrics": {"listen_port": metrics_port},
+        "translate": {"gpu_coretypes": {"gpu-ampere": 0.125}},  # empty is a warning
     }
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML

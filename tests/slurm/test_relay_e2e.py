@@ -98,14 +98,16 @@ def test_user_b_cannot_see_or_cancel_user_a_jobs(slurm, user_a, user_b, service)
     entry = wait_until(lambda: [p.name for p in (service.spool / "claimed").iterdir()] if
                      (service.spool / "claimed").exists() else [], 30, "the claimed entry")[0]
     probe = ("import json,sys; from burst_agent.relayproto import call;"
-             "print(json.dumps([call(sys.argv[1], {'op': op, 'entry': sys.argv[2]})[0]"
-             " for op in ('status', 'cancel', 'outputs')]))")
+             "print(json.dumps([call(sys.argv[1], {'op': op, 'entry': sys.argv[2], 'job': sys.argv[3],"
+             " 'scheduler_job_id': sys.argv[3], 'all': True})[0]"
+             " for op in ('status', 'cancel', 'outputs', 'resume', 'find', 'jobs')]))")
     python = str(AGENT.parent / "python")
-    done = _as_b([python, "-c", probe, str(service.spool / "agent.sock"), entry], user_b.path)
+    done = _as_b([python, "-c", probe, str(service.spool / "agent.sock"), entry, job_id], user_b.path)
     assert done.returncode == 0, done.stderr
-    status, cancel_answer, outputs = json.loads(done.stdout)
-    assert status == {"state": "unknown"}
+    status, cancel_answer, outputs, resume, find, jobs = json.loads(done.stdout)
+    assert status == resume == find == {"state": "unknown"}
     assert "error" in cancel_answer and "error" in outputs
+    assert job_id not in json.dumps(jobs) and entry not in json.dumps(jobs)
     for private in (service.spool / "incoming", service.spool / "claimed" / entry):
         assert _as_b(["ls", str(private)], user_b.path).returncode != 0
     cancel = _as_b([str(AGENT), "cancel", "--config", str(service.config), entry], user_b.path)

@@ -94,7 +94,7 @@ def test_group_readable_token_file_fails_with_chmod(tmp_path: Path):
     token_file.chmod(0o640)
     result = doctor.check_token(ctx({"api": {"token_file": str(token_file)}}))
     assert result.status == "failed"
-    assert "chmod 600" in result.detail
+    assert result.fix == f"chmod 600 {token_file}"
     assert SECRET not in result.detail + result.fix
 
 
@@ -157,11 +157,11 @@ def test_catalogue_fails_on_pinned_coretypes_translate_would_refuse():
     )
 
 
-def test_catalogue_warns_about_unknown_gpu_coretypes():
-    c = ctx({"translate": {"gpu_coretypes": {"gpu-x": 0.125}}})
+def test_gpu_coretypes_unknown_to_the_catalogue_warn():
+    c = ctx({"translate": {"gpu_coretypes": {"gpu-x": 0.125, "emerald": 0.5}}})
     c.coretypes = [coretype("emerald")]
-    result = doctor.check_catalogue(c)
-    assert result == doctor.warning("1 coretypes, 0 deprecated; translate.gpu_coretypes names unknown gpu-x",
+    result = doctor.check_gpu_coretypes(c)
+    assert result == doctor.warning("translate.gpu_coretypes names coretypes not in the catalogue: gpu-x",
                                     result.fix)
 
 
@@ -256,11 +256,12 @@ def test_metrics_disabled_needs_no_port():
 
 
 def slurm_host(tmp_path: Path, answers: dict[str, Completed], executable: bool = True) -> Host:
+    problem = None if executable else ("does not exist", "")
     conf = Completed(0, f"JobSubmitPlugins        = lua\nSLURM_CONF              = {tmp_path}/slurm.conf\n")
     table = {"scontrol show config": conf, **answers}
     return Host(environ={}, which=lambda name: f"/usr/bin/{name}",
                 run=lambda argv, timeout: table.get(" ".join(argv), Completed(1, "", "unexpected")),
-                is_executable=lambda path: executable)
+                others_cannot_run=lambda path: problem)
 
 
 LUA = 'local BURST_AGENT = "/opt/ba/bin/burst-agent"\nlocal RESCALE_PARTITIONS = "cloud"\n-- burst-agent\n'
@@ -269,6 +270,7 @@ PARTITION_UP = {"scontrol show partition cloud": Completed(0, "PartitionName=clo
 
 def slurm_rows(host: Host) -> dict[str, doctor.Result]:
     c = Context(None, host)
+    c.config = config_from_mapping({})
     return {name: check(c) for name, check in doctor.checks_for(host) if name.startswith("slurm")}
 
 
@@ -282,9 +284,10 @@ def test_slurm_checks_read_the_lua_next_to_slurm_conf(tmp_path: Path):
     (tmp_path / "job_submit.lua").write_text(LUA)
     nodes = {"sinfo -p cloud -h -o %T": Completed(0, "idle\nmixed\n")}
     rows = slurm_rows(slurm_host(tmp_path, {**PARTITION_UP, **nodes}))
+    rows.pop("slurm core cap")  # its own tests: tests/unit/test_corecap_shell.py
     assert {r.status for r in rows.values()} == {"ok"}
     assert rows["slurm partition"].detail == "cloud State=UP"
-    assert rows["slurm relay"].detail == "/opt/ba/bin/burst-agent is executable"
+    assert rows["slurm relay"].detail == "/opt/ba/bin/burst-agent is executable by every user"
 
 
 def test_slurm_missing_lua_and_a_down_node(tmp_path: Path):
@@ -305,7 +308,7 @@ def test_slurm_without_lua_plugin_partition_or_relay_fails(tmp_path: Path):
     assert rows["slurm partition"].status == "failed"
     assert rows["slurm nodes"].status == "failed"
     relay = rows["slurm relay"].detail
-    assert relay.startswith("/opt/ba/bin/burst-agent (BURST_AGENT in job_submit.lua) is not an executable")
+    assert relay.startswith("/opt/ba/bin/burst-agent (BURST_AGENT in job_submit.lua) does not exist")
 
 
 # -- the report ----------------------------------------------------------------------------------------

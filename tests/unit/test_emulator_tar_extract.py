@@ -50,3 +50,14 @@ def test_plain_members_are_unpacked_and_hostile_ones_skipped(tmp_path, monkeypat
     assert (work / "sub" / "a.txt").read_bytes() == b"a"
     assert (work / "run.sh").stat().st_mode & 0o7777 == 0o755  # executable stays, setuid goes
     assert not Path("/tmp/abs-evil").exists()
+
+
+@pytest.mark.parametrize("name", ["in.tar.gz", "in.gz"])
+def test_unpack_mode_removes_the_archive_as_a_server_was_seen_to(tmp_path, name) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = _archive(work / name)
+    assert extract_archive(archive, work, remove=True, decompress=True)
+    assert not archive.exists()
+    unpacked = work / ("run.sh" if name == "in.tar.gz" else "in")
+    assert unpacked.is_file() and unpacked.stat().st_size > 0

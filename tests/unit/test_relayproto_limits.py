@@ -47,7 +47,8 @@ def _ctx(tmp_path: Path, **agent: Any) -> SimpleNamespace:
     log_file.write_bytes(b"hello log\n")
     job = SimpleNamespace(id="j1", owner_uid=ME, stdout_path=str(log_file), state=JobState.RUNNING,
                           terminal=False, remote_status=None, remote_job_id=None, exit_code=None,
-                          failure_reason=None)
+                          failure_reason=None, relay_log=None, relay_log_offset=0,
+                          coretype=None, cores_per_slot=None, slots=None)
     store = SimpleNamespace(by_entry=lambda entry: job if entry == "mine" else None)
     return SimpleNamespace(config=config_from_mapping({"agent": agent}), store=store, log=_Log(),
                            spool=Spool(tmp_path / "spool").ensure(), clock=time.time)

@@ -37,6 +37,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...], View, bool], ...] = (
     ),
     (f"{API}/jobs/", ("GET",), jobs_api.list_jobs, True),
     (f"{API}/jobs/", ("POST",), jobs_api.create_job, True),
+    (f"{API}/jobs/", ("DELETE",), jobs_api.delete_jobs, True),
     (f"{API}/jobs/<job_id>/", ("GET", "PATCH", "DELETE"), jobs_api.job_detail, True),
     (f"{API}/jobs/<job_id>/submit/", ("POST",), jobs_api.submit_job, True),
     (

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import lzma
 import os
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -14,6 +18,11 @@ from werkzeug.wsgi import wrap_file
 
 BLOCK_SIZE = 1024 * 1024
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+# What the emulator does with an input whose name looks like an archive (the API document says nothing):
+# place: nothing, the file lands under its name; extract: unpack zip/tar beside it, keep it (the default);
+# unpack: as a server was seen to do, unpack zip/tar and decompress .gz/.bz2/.xz, then remove the file.
+ARCHIVE_MODES = ("place", "extract", "unpack")
+_COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 class HashingFile:
@@ -128,18 +137,29 @@ def _extract_tar(tf: tarfile.TarFile, dest: Path, root: Path) -> None:
             os.chmod(dest / member.name, member.mode & 0o755 | 0o600)
 
 
-def extract_archive(archive: Path, dest: Path) -> bool:
-    """Unpack a zip or tar archive into dest as Rescale does; members escaping dest are skipped."""
+def extract_archive(archive: Path, dest: Path, *, remove: bool = False, decompress: bool = False) -> bool:
+    """Unpack a zip or tar archive into dest as Rescale does; members escaping dest are skipped.
+
+    `decompress` also turns a single compressed file (x.gz, x.bz2, x.xz) into x; `remove` deletes the
+    archive afterwards. Both are for ARCHIVE_MODES "unpack".
+    """
     lower = archive.name.lower()
     root = dest.resolve()
+    suffix = next((s for s in _COMPRESSED if lower.endswith(s)), None)
     if lower.endswith(".zip"):
         with zipfile.ZipFile(archive) as zf:
             for member in zf.infolist():
                 if _inside(root, member.filename):
                     zf.extract(member, dest)
-        return True
-    if lower.endswith(TAR_SUFFIXES):
+    elif lower.endswith(TAR_SUFFIXES):
         with tarfile.open(archive, "r:*") as tf:
             _extract_tar(tf, dest, root)
-        return True
-    return False
+    elif decompress and suffix is not None and len(archive.name) > len(suffix):
+        target = dest / archive.name[: -len(suffix)]
+        with _COMPRESSED[suffix](archive, "rb") as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, BLOCK_SIZE)
+    else:
+        return False
+    if remove:
+        archive.unlink()
+    return True

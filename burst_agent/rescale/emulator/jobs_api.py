@@ -219,12 +219,40 @@ def job_detail(ctx: Context, request: Request, job_id: str) -> Response:
             job.name = name or job.name
         return json_response({"id": job.id, "isLowPriority": job.is_low_priority, "name": job.name})
     if request.method == "DELETE":
-        with ctx.store.lock:
-            if job.submitted and not job.completed:
-                raise ApiError(400, "Jobs that are currently running cannot be deleted; stop the job first.")
-            del ctx.store.jobs[job.id]
+        _delete_jobs(ctx, [job], _delete_inputs_flag(json_body(request)))
         return empty_response(204)
     return json_response(job_api(ctx, request, job))
+
+
+def _delete_inputs_flag(body: Any) -> bool:
+    flag = body.get("deleteInputFiles", False) if isinstance(body, dict) else False
+    if not isinstance(flag, bool):
+        raise ApiError(400, {"deleteInputFiles": ["Must be a valid boolean."]})
+    return flag
+
+
+def _delete_jobs(ctx: Context, jobs: list[Job], delete_inputs: bool) -> None:
+    """The doc's "Delete a Job": not while it runs (all or nothing); optionally its input files too."""
+    with ctx.store.lock:
+        running = [job.id for job in jobs if job.submitted and not job.completed]
+        if running:
+            raise ApiError(400, f"Jobs that are currently running cannot be deleted; stop the job first: "
+                                f"{', '.join(running)}.")
+        for job in jobs:
+            del ctx.store.jobs[job.id]
+            for file_id in job.input_file_ids if delete_inputs else ():
+                if file_id in ctx.store.files:
+                    ctx.store.files[file_id].deleted = True
+
+
+def delete_jobs(ctx: Context, request: Request) -> Response:
+    """DELETE /jobs/ {"jobIds": [...], "deleteInputFiles": bool}: the doc's "Delete Multiple Jobs"."""
+    body = json_body(request)
+    ids = body.get("jobIds") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ApiError(400, {"jobIds": ["A non-empty list of job ids is required."]})
+    _delete_jobs(ctx, [ctx.job(i) for i in dict.fromkeys(ids)], _delete_inputs_flag(body))
+    return empty_response(204)
 
 
 def submit_job(ctx: Context, request: Request, job_id: str) -> Response:

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from burst_agent.rescale.emulator.files import extract_archive, md5_of
+from burst_agent.rescale.emulator.files import ARCHIVE_MODES, extract_archive, md5_of
 from burst_agent.rescale.emulator.store import TYPE_OUTPUT, USER_DIR, FileRecord, Job, Store, now_iso
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,12 @@ STOP_MODES: dict[str, tuple[str, float | None, bool]] = {
 class JobRunner:
     """Drives each submitted job on its own thread."""
 
-    def __init__(self, store: Store, jobs_dir: Path, step_seconds: float, stop_grace_seconds: float) -> None:
+    def __init__(self, store: Store, jobs_dir: Path, step_seconds: float, stop_grace_seconds: float,
+                 archive_inputs: str = "extract") -> None:
+        if archive_inputs not in ARCHIVE_MODES:
+            modes = ", ".join(ARCHIVE_MODES)
+            raise ValueError(f"archive_inputs must be one of {modes}, not {archive_inputs!r}")
+        self.archive_inputs = archive_inputs
         self.store = store
         self.jobs_dir = jobs_dir
         self.step = step_seconds
@@ -129,7 +134,9 @@ class JobRunner:
         for record in inputs:
             dest = work / record.name
             shutil.copyfile(record.disk_path, dest)  # a copy: the command may change its inputs
-            extract_archive(dest, work)
+            if self.archive_inputs != "place":
+                unpack = self.archive_inputs == "unpack"
+                extract_archive(dest, work, remove=unpack, decompress=unpack)
         job.work_dir = work
         return _snapshot(work)
 

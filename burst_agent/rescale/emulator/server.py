@@ -42,6 +42,8 @@ class EmulatorOptions:
     # Keep state in DATA/state.json and reload it on start; a stop then leaves running jobs unfinished,
     # and the next start runs their commands again (see README "State").
     persist: bool = False
+    # What happens to an input named like an archive: files.ARCHIVE_MODES (place, extract, unpack).
+    archive_inputs: str = "extract"
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -163,7 +165,7 @@ def start_emulator(data_dir: Path | str, token: str | Token, **options: Any) -> 
     (data / "files").mkdir(parents=True, exist_ok=True)
     (data / "jobs").mkdir(parents=True, exist_ok=True)
     store = Store()
-    runner = JobRunner(store, data / "jobs", opts.step_seconds, opts.stop_grace_seconds)
+    runner = JobRunner(store, data / "jobs", opts.step_seconds, opts.stop_grace_seconds, opts.archive_inputs)
     persister = None
     if opts.persist:
         state = load(data / STATE_FILE)
