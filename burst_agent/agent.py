@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import random
 import signal
@@ -32,6 +33,7 @@ from burst_agent.rescale.errors import NotFoundError, RateLimitedError, RescaleE
 from burst_agent.rescale.ratelimit import BURST_SECONDS
 from burst_agent.sdnotify import Notifier
 from burst_agent.spool import SpoolWatcher
+from burst_agent.store import JobRecord
 
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
@@ -67,6 +69,14 @@ class Backoff:
 
     def succeeded(self, job_id: str) -> None:
         self._due.pop(job_id, None)
+
+
+def work_priority(job: JobRecord) -> int:
+    """Lower runs first: a stop (its relay has KillWait seconds to bring the outputs back), then
+    finishing jobs, then everything else (the order of issue 13's scheduler by scope, in small)."""
+    if job.cancel_requested_at is not None:
+        return 0
+    return 1 if job.state is JobState.STAGING_OUT else 2
 
 
 class InFlight:
@@ -116,7 +126,8 @@ class Agent:
         self.backoff = Backoff()
         self.tailer = LogTailer()
         self.last_poll_ok: float | None = None
-        self._queue: queue.Queue[str] = queue.Queue()
+        self._queue: queue.PriorityQueue[tuple[int, int, str]] = queue.PriorityQueue()
+        self._queued = itertools.count()
         self._on_ready = on_ready
         self._scheduler = BackgroundScheduler(
             daemon=True, job_defaults={"coalesce": True, "max_instances": 1}
@@ -160,7 +171,7 @@ class Agent:
     def _worker(self) -> None:
         while not self.stopping.is_set():
             try:
-                job_id = self._queue.get(timeout=0.5)
+                _priority, _seq, job_id = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
             self._work(job_id)
@@ -171,9 +182,9 @@ class Agent:
         jobs = {job.id: job for job in store.jobs(ACTIONABLE)}
         jobs.update({job.id: job for job in store.cancel_pending()})
         queued = 0
-        for job_id in jobs:
+        for job_id, job in jobs.items():
             if self.backoff.due(job_id) and self.inflight.try_add(job_id):
-                self._queue.put(job_id)
+                self._queue.put((work_priority(job), next(self._queued), job_id))
                 queued += 1
         return queued
 

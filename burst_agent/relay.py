@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from burst_agent.command_wrapper import CARRIED_NAMES
 from burst_agent.config import StagingConfig
 from burst_agent.pipeline.outpaths import expand
-from burst_agent.relayproto import AgentBusy, call
+from burst_agent.relayproto import AgentBusy, ProtocolError, call
 from burst_agent.spool import Spool, submit_entry
 from burst_agent.staging.bundle import write_bundle
 from burst_agent.staging.confined import write_output
@@ -383,7 +383,7 @@ def run_delivery(spool: Path, scheduler_job_id: str, max_wait_s: float = DELIVER
         if not isinstance(entry, str):
             return 0
         where = probe.ask({"op": "resume", "entry": entry})[0]
-    except OSError:
+    except (OSError, ProtocolError):
         return 0  # no agent here (not a proxy node, or it is gone): nothing this process can do
     if where.get("delivered") or not isinstance(where.get("workdir"), str):
         return 0
@@ -395,6 +395,6 @@ def run_delivery(spool: Path, scheduler_job_id: str, max_wait_s: float = DELIVER
     with out:
         try:
             return relay.wait(entry, Path(where["workdir"]))
-        except OSError as exc:
+        except (OSError, ProtocolError) as exc:
             relay.say(f"delivery gave up: {exc}")
             return EXIT_NO_CODE

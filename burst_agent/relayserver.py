@@ -172,6 +172,8 @@ class RelayServer:
     def find(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         """The caller's newest job for a scheduler job id (a delivery knows only that id)."""
         jobs = self.ctx.store.owned_by(uid, scheduler_job_id=text_field(msg, "scheduler_job_id"))
+        if jobs:
+            self.ctx.job_log(jobs[-1]).info("delivery after the relay asks for its job", uid=uid)
         return ({"entry": jobs[-1].entry} if jobs else {"state": "unknown"}), []
 
     def resume(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
@@ -180,7 +182,10 @@ class RelayServer:
         if job is None:
             return {"state": "unknown"}, []
         log_file, offset = self.position(job)
-        return {"log_file": log_file, "offset": offset, "delivered": job.delivered_at is not None,
+        delivered = job.delivered_at is not None
+        self.ctx.job_log(job).info("delivery resumes", log_offset=offset, delivered=delivered,
+                                   state=job.state.value)
+        return {"log_file": log_file, "offset": offset, "delivered": delivered,
                 "workdir": (job.request or {}).get("workdir"), "state": job.state.value}, []
 
     def _results(self, uid: int, msg: dict[str, Any]) -> tuple[JobRecord | None, Path | None]:

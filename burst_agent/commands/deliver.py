@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from burst_agent.commands.relay import DEFAULT_SPOOL
@@ -11,9 +12,32 @@ from burst_agent.commands.relay import DEFAULT_SPOOL
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", required=True, metavar="ID", help="the scheduler's job id (SLURM_JOB_ID)")
     parser.add_argument("--spool", type=Path, default=DEFAULT_SPOOL, help=f"default {DEFAULT_SPOOL}")
+    parser.add_argument("--detach", action="store_true",
+                        help="return at once and deliver from a process in a session of its own (the epilog)")
+
+
+def detached() -> bool:
+    """Fork; True in the child, once it leads a session of its own; the parent returns False only then.
+
+    The wait matters: slurmd kills the epilog's process group when the epilog returns, and a child
+    that had not yet left that group (as with `setsid --fork`) would die with it.
+    """
+    ready, told = os.pipe()
+    if os.fork():
+        os.close(told)
+        os.read(ready, 1)
+        os.close(ready)
+        return False
+    os.close(ready)
+    os.setsid()
+    os.write(told, b".")
+    os.close(told)
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
     from burst_agent.relay import run_delivery
 
+    if args.detach and not detached():
+        return 0
     return run_delivery(args.spool, args.job)

@@ -23,7 +23,8 @@ case "${SLURM_JOB_UID:-0}" in
   0|*[!0-9]*) exit 0 ;;  # never as root
 esac
 [ -x "$BURST_AGENT" ] && [ -S "$SPOOL_DIR/agent.sock" ] || exit 0
-setsid -f setpriv --reuid="$SLURM_JOB_UID" --regid="${SLURM_JOB_GID:-$SLURM_JOB_UID}" --init-groups \
-  --reset-env -- "$BURST_AGENT" deliver --job "$SLURM_JOB_ID" --spool "$SPOOL_DIR" \
-  </dev/null >/dev/null 2>&1
+# --detach returns once the delivery leads a session of its own: slurmd kills the epilog's process
+# group when the epilog ends.
+setpriv --reuid="$SLURM_JOB_UID" --regid="${SLURM_JOB_GID:-$SLURM_JOB_UID}" --init-groups --reset-env \
+  -- "$BURST_AGENT" deliver --detach --job "$SLURM_JOB_ID" --spool "$SPOOL_DIR" </dev/null >/dev/null 2>&1
 exit 0

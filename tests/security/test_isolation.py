@@ -159,10 +159,12 @@ def test_user_b_cannot_read_or_cancel_through_the_cli(site, shared_dir):
     work_a = make_private_dir(shared_dir, USER_A)
     entry = submit(site, USER_A, work_a, "#!/bin/bash\nsleep 60\n", "9203")
     wait_until(lambda: (site.job(entry) or {}).get("remote_job_id"), 60, "A's job submitted")
-    for argv in (["status", "--all", "--json"], ["status"], ["cancel", entry]):
+    # B's status and cancel go through the socket (B cannot open the DB): B's own jobs only, never A's.
+    for argv in (["status", "--all", "--json"], ["status"], ["cancel", entry], ["cancel", "9203"]):
         done = as_user(USER_B, [str(AGENT), argv[0], "--config", str(site.config), *argv[1:]])
-        assert done.returncode != 0, f"`burst-agent {' '.join(argv)}` worked for B: {done.stdout}"
+        assert (done.returncode != 0) == (argv[0] == "cancel"), f"`burst-agent {' '.join(argv)}`: {done}"
         assert entry not in done.stdout and str(work_a) not in done.stdout + done.stderr
+        assert "9203" not in done.stdout and "Traceback" not in done.stderr
     assert not as_user(USER_B, ["cat", str(site.db)]).stdout, "B can read the state DB"
     assert site.job(entry)["cancel_requested_at"] is None
     as_root = as_user(SERVICE_USER, [str(AGENT), "cancel", "--config", str(site.config), entry])

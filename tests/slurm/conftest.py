@@ -97,11 +97,14 @@ def install_epilog(**settings: str) -> None:
 
 def install_lua(text: str) -> None:
     """Install job_submit.lua; a future mtime makes slurmctld reload it on the next submission."""
+    if INSTALLED_LUA.exists() and INSTALLED_LUA.read_text() == text:
+        return
+    before = INSTALLED_LUA.stat().st_mtime if INSTALLED_LUA.exists() else 0.0
     tmp = INSTALLED_LUA.with_suffix(".lua.tmp")
     tmp.write_text(text)
     tmp.chmod(0o644)
     tmp.replace(INSTALLED_LUA)
-    future = time.time() + 2
+    future = max(time.time() + 2, before + 1)  # another whole second: slurmctld compares seconds
     os.utime(INSTALLED_LUA, (future, future))
 
 
@@ -238,6 +241,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(lua_installed) -> Cluster:
+    lua_installed()  # the stub relay again, should a test with the real agent have run before
     return Cluster()
 
 
@@ -257,6 +261,7 @@ class Service:
     spool: Path
     proc: subprocess.Popen[bytes] | None = None
     runs: int = field(default=0)
+    plug_in: Callable[[], object] = field(default=lambda: None)  # the lua and epilog pointing at it
 
     def start(self) -> None:
         self.runs += 1
@@ -322,8 +327,10 @@ def service(emulator, shared_dir) -> Iterator[Service]:
     service = Service(root, config, spool)
     service.start()
     original = INSTALLED_LUA.read_text() if INSTALLED_LUA.exists() else None
-    install_lua(render_lua(BURST_AGENT=json.dumps(str(AGENT)), SPOOL_DIR=json.dumps(str(spool))))
-    install_epilog(BURST_AGENT=str(AGENT), SPOOL_DIR=str(spool))
+    service.plug_in = lambda: (
+        install_lua(render_lua(BURST_AGENT=json.dumps(str(AGENT)), SPOOL_DIR=json.dumps(str(spool)))),
+        install_epilog(BURST_AGENT=str(AGENT), SPOOL_DIR=str(spool)))
+    service.plug_in()
     yield service
     service.stop()
     install_epilog()
@@ -343,4 +350,5 @@ def user_b(service, shared_dir) -> Workdir:
 
 @pytest.fixture
 def slurm(service) -> Cluster:
+    service.plug_in()  # the real relay again, should a stub-relay test have run in between
     return Cluster()

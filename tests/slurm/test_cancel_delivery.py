@@ -1,6 +1,7 @@
-"""scancel, a time limit and an admin's cancel on the real Slurm: Slurm records CANCELLED / TIMEOUT, and
-the user still finds the partial outputs and the whole remote log in the workdir (from the relay within
-KillWait, or from the epilog's `burst-agent deliver` when the outputs take longer)."""
+"""scancel and an admin's cancel on the real Slurm: Slurm records CANCELLED, and the user still finds the
+partial outputs and the whole remote log in the workdir (from the relay within KillWait, or from the
+epilog's `burst-agent deliver` when the outputs take longer). Plain scancel and time limits, many at
+once: test_first_week.py."""
 
 from __future__ import annotations
 
@@ -42,24 +43,6 @@ def _delivered(wd, job_id: str, emulator, timeout: float = 90) -> str:
                "the whole log and the partial outputs in the workdir")
     assert (wd.path / "partial.txt").owner() == wd.user
     return out.read_text()
-
-
-def test_scancel_keeps_the_partial_outputs_and_the_whole_log(slurm, user_a, emulator):
-    user_a.write("job.sh", TICKS.format(directives=""))
-    job_id = slurm.sbatch(user_a, "job.sh", "--partition=rescale")
-    _printing(emulator, job_id)
-    assert subprocess.run(["scancel", job_id], timeout=20).returncode == 0
-    fields = slurm.wait_job(job_id, timeout=60)
-    assert fields["JobState"] == "CANCELLED" and fields["ExitCode"] in ("0:15", "0:9")  # by the signal
-    text = _delivered(user_a, job_id, emulator)
-    assert "Traceback" not in text
-
-
-def test_a_time_limit_keeps_the_partial_outputs_and_the_whole_log(slurm, user_a, emulator):
-    user_a.write("job.sh", TICKS.format(directives="#SBATCH -t 1\n"))
-    job_id = slurm.sbatch(user_a, "job.sh", "--partition=rescale")
-    assert slurm.wait_job(job_id, timeout=200)["JobState"] == "TIMEOUT"
-    _delivered(user_a, job_id, emulator)
 
 
 def test_outputs_slower_than_killwait_come_through_the_epilog(slurm, user_a, emulator):
