@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
+from burst_agent.arith import ceil_div
 from burst_agent.request import JobRequest
 
 SCRIPT_NAME = "burst_job_script"  # the batch script, shipped as an input file under this name
@@ -38,16 +39,13 @@ CARRIED_VARS: dict[str, tuple[str, ...]] = {
 CARRIED_NAMES = frozenset(name for names in CARRIED_VARS.values() for name in names)
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
 
 def scheduler_environment(
     request: JobRequest, scheduler: str, *, slots: int, cores_per_slot: int, job_id: str,
     job_name: str, array_job_id: str | None = None,
 ) -> dict[str, str]:
     """The variables a job expects from its scheduler (RunTime values are computed remotely)."""
-    tasks_per_node = request.ntasks_per_node or _ceil_div(request.ntasks, slots)
+    tasks_per_node = request.ntasks_per_node or ceil_div(request.ntasks, slots)
     env: dict[str, str | None] = {}
     if scheduler == "slurm":
         env |= {

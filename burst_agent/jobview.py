@@ -14,14 +14,18 @@ def hardware(job: JobRecord) -> str:
     return f"{job.coretype} x{job.cores_per_slot} x{job.slots}"
 
 
+def cores(job: JobRecord) -> int:
+    """Cores the job holds on Rescale: cores per slot x slots (a job has at least one slot)."""
+    return (job.cores_per_slot or 0) * (job.slots or 1)
+
+
 def cost_so_far(job: JobRecord, now: float) -> Decimal | None:
     """price per core-hour x cores x slots x hours the cluster has run (start to finish or now)."""
     if job.price_per_core_hour is None or job.remote_started_at is None:
         return None
     end = job.remote_finished_at or now
     hours = Decimal(max(0.0, end - job.remote_started_at)) / 3600
-    cores = (job.cores_per_slot or 0) * (job.slots or 0)
-    return (job.price_per_core_hour * cores * hours).quantize(Decimal("0.0001"))
+    return (job.price_per_core_hour * cores(job) * hours).quantize(Decimal("0.0001"))
 
 
 def size(nbytes: int) -> str:

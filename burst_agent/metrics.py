@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from burst_agent import __version__
+from burst_agent.jobview import cores
 from burst_agent.lifecycle import JobState
 
 if TYPE_CHECKING:
@@ -354,9 +355,8 @@ class Metrics:
         """Run time, core-seconds and cost of a job whose remote run has ended."""
         if job.remote_started_at is None or job.remote_finished_at is None:
             return
-        cores = (job.cores_per_slot or 0) * (job.slots or 1)
         self.remote_run(
-            job.remote_finished_at - job.remote_started_at, job.coretype or "", cores, job.project,
+            job.remote_finished_at - job.remote_started_at, job.coretype or "", cores(job), job.project,
             job.price_per_core_hour, user=job.owner_name,
         )
 

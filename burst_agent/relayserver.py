@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from burst_agent.jobview import as_dict, hardware
+from burst_agent.jobview import as_dict, cores, hardware
 from burst_agent.pipeline.cancel import request_cancel
 from burst_agent.pipeline.context import Context
 from burst_agent.relayproto import (
@@ -138,7 +138,7 @@ class RelayServer:
             "state": job.state.value, "terminal": job.terminal, "remote_status": job.remote_status,
             "remote_job_id": job.remote_job_id, "exit_code": job.exit_code, "reason": job.failure_reason,
             "hardware": hardware(job) if job.coretype else None,
-            "cores": (job.cores_per_slot or 0) * (job.slots or 0) or None,
+            "cores": cores(job) if job.coretype else None,
             "log": base64.b64encode(data).decode(), "log_size": size,
         }, []
 

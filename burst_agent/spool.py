@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from burst_agent.fsync import fsync_dir
 from burst_agent.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify, InotifyUnavailable
 
 SCRIPT_MAX_BYTES = 1024 * 1024
@@ -109,14 +110,8 @@ def rename_noreplace(src: Path, dst: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except PermissionError:
-        return  # a producer may not read incoming/ (mode 3733); the agent re-lists it anyway
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # A producer may not read incoming/ (mode 3733); the agent re-lists it anyway.
+    fsync_dir(path, unreadable_ok=True)
 
 
 # -- reading entries -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
+from burst_agent.arith import ceil_div
 from burst_agent.command_wrapper import build_command, scheduler_environment
 from burst_agent.dialects.script import parse_script
 from burst_agent.model import CatalogueError, Coretype
@@ -70,9 +71,6 @@ def is_gpu_coretype(coretype: Coretype, cfg: TranslateConfig) -> bool:
     return gpus_per_core(coretype, cfg) > 0 or coretype.code.lower().startswith("gpu")
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
 
 def _gpu_capacity(cores: int, per_core: float) -> int:
     return math.floor(cores * per_core + 1e-6)  # 8 x 0.125 must be 1, not 0.999..
@@ -82,7 +80,7 @@ def _slots_for(req: JobRequest, cores: int, mem_cap: int, gpu_cap: int) -> int |
     """Nodes of this size the request needs, or None when one node of it cannot hold the request."""
     c = req.cpus_per_task
     if req.nodes is not None:
-        per_node = req.ntasks_per_node or _ceil_div(req.ntasks, req.nodes)
+        per_node = req.ntasks_per_node or ceil_div(req.ntasks, req.nodes)
         fits = cores >= per_node * c
         fits &= req.mem_per_node_mb is None or mem_cap >= req.mem_per_node_mb
         fits &= not req.gpus_per_node or gpu_cap >= req.gpus_per_node
@@ -102,12 +100,12 @@ def _slots_for(req: JobRequest, cores: int, mem_cap: int, gpu_cap: int) -> int |
     if req.gpus_per_node and (gpu_cap < req.gpus_per_node or (
             req.mem_per_gpu_mb and mem_cap < req.gpus_per_node * req.mem_per_gpu_mb)):
         return None
-    slots = _ceil_div(req.ntasks, tasks_per_node)
+    slots = ceil_div(req.ntasks, tasks_per_node)
     if req.gpus_total:
         gpus_on_node = min(gpu_cap, req.gpus_total)
         if gpu_cap < 1 or (req.mem_per_gpu_mb and mem_cap < gpus_on_node * req.mem_per_gpu_mb):
             return None
-        slots = max(slots, _ceil_div(req.gpus_total, gpu_cap))
+        slots = max(slots, ceil_div(req.gpus_total, gpu_cap))
     return slots if slots <= req.ntasks else None  # a node without a task could not use its GPUs
 
 
@@ -131,7 +129,7 @@ def memory_per_core_mb(req: JobRequest) -> float | None:
     if req.mem_per_cpu_mb is not None:
         return float(req.mem_per_cpu_mb)
     if req.mem_per_node_mb is not None and req.nodes is not None:
-        per_node = req.ntasks_per_node or _ceil_div(req.ntasks, req.nodes)
+        per_node = req.ntasks_per_node or ceil_div(req.ntasks, req.nodes)
         return req.mem_per_node_mb / (per_node * req.cpus_per_task)
     return None
 
@@ -209,7 +207,7 @@ def walltime_hours(parsed: ParsedScript, cfg: TranslateConfig) -> tuple[int, lis
         raise TranslateError(
             f"time limit {req.walltime_seconds / 3600:g} h is above translate.max_walltime_hours "
             f"({cfg.max_walltime_hours:g} h)", line=where.line, directive=where.directive)
-    return max(1, _ceil_div(req.walltime_seconds, 3600)), []
+    return max(1, ceil_div(req.walltime_seconds, 3600)), []
 
 
 def choose_analysis(modules: Sequence[str], cfg: TranslateConfig) -> tuple[str, str]:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from burst_agent.arith import ceil_div
 from burst_agent.command_wrapper import CARRIED_NAMES
 from burst_agent.dialects.prologue import Directive
 from burst_agent.dialects.units import BLANKS, MAX_DIGITS, shown
@@ -17,9 +18,6 @@ REQUEST_FILE = Location(None, "request file")
 _COUNT = re.compile(r"[0-9]+", re.ASCII)
 _ARRAY = re.compile(r"[0-9]+(-[0-9]+(:[0-9]+)?)?(,[0-9]+(-[0-9]+(:[0-9]+)?)?)*(%[0-9]+)?", re.ASCII)
 
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def parse_count(value: str, what: str, *, minimum: int = 1) -> int:
@@ -190,9 +188,9 @@ def _resolve_counts(raw: Raw) -> tuple[int | None, int, int | None]:
     if nodes is not None and per_node is not None:
         return nodes, nodes * per_node, per_node
     if nodes is not None and ntasks is not None:
-        return nodes, ntasks, _ceil_div(ntasks, nodes)
+        return nodes, ntasks, ceil_div(ntasks, nodes)
     if ntasks is not None and per_node is not None:
-        return _ceil_div(ntasks, per_node), ntasks, per_node
+        return ceil_div(ntasks, per_node), ntasks, per_node
     if nodes is not None:
         return nodes, nodes, 1
     if per_node is not None:
@@ -214,10 +212,10 @@ def _resolve_memory(raw: Raw, nodes: int | None, ntasks: int, cpus: int) -> dict
         return {"whole_node_memory": True}
     if key == "mem_per_job_mb":
         if nodes is not None:
-            return {"mem_per_node_mb": _ceil_div(value, nodes)}
-        return {"mem_per_cpu_mb": _ceil_div(value, ntasks * cpus)}
+            return {"mem_per_node_mb": ceil_div(value, nodes)}
+        return {"mem_per_cpu_mb": ceil_div(value, ntasks * cpus)}
     if key == "mem_per_task_mb":
-        return {"mem_per_cpu_mb": _ceil_div(value, cpus)}
+        return {"mem_per_cpu_mb": ceil_div(value, cpus)}
     return {key: value}
 
 
@@ -232,7 +230,7 @@ def _resolve_gpus(raw: Raw, nodes: int | None, per_node: int | None) -> dict[str
     per_node_values = {
         "gpus_per_node": given.get("gpus_per_node"),
         "gpus_per_task": per_node * given["gpus_per_task"] if "gpus_per_task" in given else None,
-        "gpus_total": _ceil_div(given["gpus_total"], nodes) if "gpus_total" in given else None,
+        "gpus_total": ceil_div(given["gpus_total"], nodes) if "gpus_total" in given else None,
     }
     values = {v for v in per_node_values.values() if v is not None}
     if len(values) > 1:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from burst_agent.arith import ceil_div
+
 MB = 1024 * 1024
 # str.strip() and int() take any Unicode space (\x1f, U+2003) and int() takes Unicode digits and `_`:
 # numbers here are ASCII digits, with at most blanks around them.
@@ -14,9 +16,6 @@ MAX_DIGITS = 30  # far past any real count or size, and well under int()'s 4300-
 class UnitError(ValueError):
     """A time or memory value is not in a form the scheduler accepts."""
 
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def shown(value: object, limit: int = 40) -> str:
@@ -136,7 +135,7 @@ def parse_slurm_memory(text: str) -> int:
         raise UnitError(f"invalid memory {shown(text)}: expected a number with an optional K, M, G or T unit")
     number, unit = match.groups()
     kib = to_int(number, text) * _SLURM_MEM_KB[(unit or "M").upper()]
-    return _ceil_div(kib, 1024)
+    return ceil_div(kib, 1024)
 
 
 _PBS_MEM = re.compile(r"(\d+)([kmgt]?[bw])?", re.ASCII | re.IGNORECASE)
@@ -152,7 +151,7 @@ def parse_pbs_memory(text: str) -> int:
     number, unit = match.groups()
     unit = (unit or "b").lower()
     size = to_int(number, text) * _PBS_MEM_SCALE[unit[:-1]] * (8 if unit.endswith("w") else 1)
-    return _ceil_div(size, MB)
+    return ceil_div(size, MB)
 
 
 def format_slurm_memory(mb: int, unit: str) -> str:

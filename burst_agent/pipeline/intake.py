@@ -160,12 +160,15 @@ def _rejection(entry: str, exc: Exception) -> str:
 def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
     """RECEIVED -> TRANSLATED with the Rescale body, or FAILED with the entry quarantined."""
     log = ctx.job_log(job)
+    # I/O, outside the "pure, fails forever" block below: a catalogue that cannot be fetched or read
+    # now is retried with backoff, never the job's fault.
+    catalogue = ctx.catalogue.get()
     try:
         entry = ctx.spool.load(job.entry)
         parsed = parse_script(entry.script, scheduler=scheduler_of(entry.request),
                               request_overrides=entry.request)
         result = translate(
-            parsed, ctx.catalogue.get(), ctx.config.translate, job_name_hint=job.entry,
+            parsed, catalogue, ctx.config.translate, job_name_hint=job.entry,
             job_ids={"job_id": job.scheduler_job_id} if job.scheduler_job_id else None,
         )
     except (TranslateError, EntryRejected, ValueError, TypeError, ArithmeticError, RecursionError) as exc:

@@ -27,6 +27,7 @@ import requests
 import urllib3.exceptions
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
+from burst_agent.fsync import fsync_dir
 from burst_agent.rescale.errors import IntegrityError, RescaleError, SizeMismatchError, TransientError
 
 if TYPE_CHECKING:
@@ -189,14 +190,6 @@ def _hash_existing(partial: Path, md5: Any) -> int:
     return size
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _announced(response: requests.Response, offset: int, match: re.Match[str] | None) -> list[int]:
     """The whole file's size as the server's own headers give it: offset + Content-Length (of an
     unencoded body), and the complete length of a Content-Range."""
@@ -291,5 +284,5 @@ def download(
         partial.unlink(missing_ok=True)
         raise IntegrityError("downloaded file is corrupt: " + ", ".join(problems), method="GET", path=path)
     os.replace(partial, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return DownloadResult(dest, size, digest, resumed_from)
