@@ -146,8 +146,8 @@ class RelayServer:
         """The caller's job named by local id, spool entry name or scheduler job id (root: anyone's)."""
         store = self.ctx.store
         job = store.get(ref) or store.by_entry(ref)
-        if job is None and ref:
-            jobs = [j for j in store.owned_by(uid, scheduler_job_id=ref)] if uid else []
+        if job is None and ref and uid:
+            jobs = store.owned_by(uid, scheduler_job_id=ref)
             job = jobs[-1] if jobs else None
         return job if job is not None and uid in (job.owner_uid, 0) else None
 

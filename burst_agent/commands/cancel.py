@@ -8,7 +8,8 @@ import argparse
 import sys
 import time
 
-from burst_agent.commands.common import add_config_argument, load, reads_store
+from burst_agent.commands.common import add_config_argument, ask_agent, load, reads_store
+from burst_agent.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,13 +30,8 @@ def _in_store(state_db: str, ref: str) -> tuple[str, str, bool] | None:
     return job.id, job.state.value, job.terminal
 
 
-def _over_socket(spool_dir: str, ref: str) -> tuple[str, str, bool] | None:
-    from pathlib import Path
-
-    from burst_agent.relayproto import call
-    from burst_agent.spool import Spool
-
-    answer, _fds = call(Spool(Path(spool_dir)).socket_path, {"op": "cancel", "job": ref})
+def _over_socket(config: Config, ref: str) -> tuple[str, str, bool] | None:
+    answer = ask_agent(config, {"op": "cancel", "job": ref})
     if answer.get("error"):
         return None
     return str(answer["id"]), str(answer["state"]), bool(answer.get("terminal"))
@@ -46,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     local = reads_store(config)
     try:
         found = _in_store(config.agent.state_db, args.job) if local else \
-            _over_socket(config.agent.spool_dir, args.job)
+            _over_socket(config, args.job)
     except OSError as exc:
         print(f"burst-agent cancel: cannot reach the agent at {config.agent.spool_dir}/agent.sock "
               f"({exc.strerror or exc}); is it running?", file=sys.stderr)

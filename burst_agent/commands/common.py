@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from burst_agent.config import Config, ConfigError, load_config
 
@@ -40,3 +41,12 @@ def reads_store(config: Config) -> bool:
     db = Path(config.agent.state_db)
     here = os.access(db.parent, os.W_OK | os.X_OK)
     return here and (os.access(db, os.R_OK | os.W_OK) if db.exists() else True)
+
+
+def ask_agent(config: Config, message: dict[str, Any]) -> dict[str, Any]:
+    """One request to the running agent over its socket, as this user (SO_PEERCRED says who)."""
+    from burst_agent.relayproto import call
+    from burst_agent.spool import Spool
+
+    answer, _fds = call(Spool(Path(config.agent.spool_dir)).socket_path, message)
+    return answer

@@ -9,7 +9,8 @@ import sys
 import time
 from typing import Any
 
-from burst_agent.commands.common import add_config_argument, load, reads_store
+from burst_agent.commands.common import add_config_argument, ask_agent, load, reads_store
+from burst_agent.config import Config
 
 COLUMNS = ("ID", "SCHED-JOB", "OWNER", "REMOTE", "STATE", "HARDWARE", "AGE", "COST", "EXIT", "TRANSFER")
 
@@ -30,13 +31,8 @@ def _from_store(state_db: str, everything: bool) -> list[dict[str, Any]]:
     return [as_dict(job, now) for job in jobs]
 
 
-def _from_socket(spool_dir: str, everything: bool) -> list[dict[str, Any]]:
-    from pathlib import Path
-
-    from burst_agent.relayproto import call
-    from burst_agent.spool import Spool
-
-    answer, _fds = call(Spool(Path(spool_dir)).socket_path, {"op": "jobs", "all": everything})
+def _from_socket(config: Config, everything: bool) -> list[dict[str, Any]]:
+    answer = ask_agent(config, {"op": "jobs", "all": everything})
     if answer.get("not_shown"):
         print(f"burst-agent status: {answer['not_shown']} older jobs not shown", file=sys.stderr)
     return list(answer.get("jobs", []))
@@ -49,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     try:
         views = _from_store(config.agent.state_db, args.all) if reads_store(config) else \
-            _from_socket(config.agent.spool_dir, args.all)
+            _from_socket(config, args.all)
     except OSError as exc:
         print(f"burst-agent status: cannot reach the agent at {config.agent.spool_dir}/agent.sock "
               f"({exc.strerror or exc}); is it running?", file=sys.stderr)
