@@ -23,8 +23,9 @@ from agentbench import PY, TOKEN, add_queued_job, job_body, machine, table, writ
 
 from burst_agent.config import load_config
 from burst_agent.lifecycle import JobState
-from burst_agent.pipeline.context import Context, build_context
+from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.watch import poll
+from burst_agent.pipeline.wiring import build_context
 from burst_agent.rescale.emulator import spawn_emulator_process
 from burst_agent.store import JobStore
 

@@ -1,6 +1,6 @@
 """10,000 tracked jobs: agent restart time to "agent running", RSS after poll cycles, idle CPU.
 
-A state DB is filled with 10,000 job records in QUEUED (full job_spec, paths, remote ids) and each has
+A state DB is filled with 10,000 job records in QUEUED (full plan, paths, remote ids) and each has
 its claimed spool entry, as a real agent leaves them. The emulator (in this process) holds the matching
 10,000 remote jobs in Queued (injected into its store: creating them over HTTP would take minutes), so
 the agent's one-listing watch finds every job. Then `burst-agent run` starts as a real process:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ import yaml
 
 from burst_agent.config import TranslateConfig
 from burst_agent.lifecycle import JobState
+from burst_agent.record import Inputs, Origin, Plan, Remote
 from burst_agent.store import JobStore
 from burst_agent.translate import load_catalogue, parse_script, translate
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token-not-a-secret"
 PY = ".venv/bin/python"
+PRICE_PER_CORE_HOUR = Decimal("0.0425")  # emerald, per core and hour (a plan needs one)
 SCRIPT = """#!/bin/bash
 #SBATCH -J bench-{i}
 #SBATCH -n 1
@@ -33,7 +36,8 @@ echo job {i}
 sleep 600
 """
 # The path a job takes from the spool to an active remote state (what a restart finds).
-TO_QUEUED = (JobState.TRANSLATED, JobState.STAGING_IN, JobState.CREATED, JobState.SUBMITTED, JobState.QUEUED)
+TO_QUEUED = (JobState.TRANSLATED, JobState.STAGING_IN, JobState.STAGED, JobState.CREATING, JobState.CREATED,
+             JobState.TAGGED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.QUEUED)
 
 
 def machine() -> str:
@@ -82,25 +86,25 @@ def write_config(root: Path, url: str, *, agent: Mapping[str, Any] | None = None
 
 def add_queued_job(store: JobStore, i: int, body: dict[str, Any], script: str, remote_id: str,
                    remote_status: str = "Queued", state: JobState = JobState.QUEUED) -> None:
-    """A job record as the agent leaves it once Rescale took the job (full job_spec, paths)."""
+    """A job record as the agent leaves it once Rescale took the job (full plan, paths, inputs)."""
     entry = f"20240101T000000-{i:016x}"
-    rec = store.add_job(
-        entry=entry, reconcile_key=f"burst-bench-{entry}", owner_uid=os.getuid(), owner_name="bench",
-        scheduler_job_id=str(100000 + i), request={"workdir": f"/home/bench/run{i}", "job_id": str(i)},
-        output_dir=f"/home/bench/run{i}",
-    )
+    workdir = f"/home/bench/run{i}"
+    rec = store.add_job(entry=entry, reconcile_key=f"burst-bench-{entry}", origin=Origin(
+        owner_uid=os.getuid(), owner_name="bench", scheduler_job_id=str(100000 + i)))
+    plan = Plan(scheduler="slurm", delivery="direct", workdir=workdir, inputs_from=workdir,
+                output_dir=workdir, stdout_path=f"{workdir}/slurm-{i}.out", stderr_path=None, script=script,
+                body={**body, "name": f"bench-{i} [burst-bench-{entry}]"}, coretype="emerald",
+                cores_per_slot=1, slots=1, price_per_core_hour=PRICE_PER_CORE_HOUR)
+    at: dict[JobState, dict[str, Any]] = {
+        JobState.TRANSLATED: {"plan": plan},
+        JobState.STAGED: {"inputs": Inputs(file_ids=(f"F{i}",), md5s={"input.txt": "0" * 32}, placement="",
+                                           cached={})},
+        JobState.CREATED: {"remote_job_id": remote_id},
+    }
     for step in TO_QUEUED[: TO_QUEUED.index(state) + 1]:
-        extra: dict[str, Any] = {}
-        if step is JobState.TRANSLATED:
-            extra = {"workdir": f"/home/bench/run{i}", "stdout_path": f"/home/bench/run{i}/slurm-{i}.out",
-                     "job_spec": {"body": {**body, "name": f"bench-{i} [burst-bench-{entry}]"},
-                                  "script": script, "input_files": [{"id": f"F{i}", "decompress": True}],
-                                  "input_md5": {"input.txt": "0" * 32}},
-                     "coretype": "emerald", "cores_per_slot": 1, "slots": 1}
-        elif step is JobState.CREATED:
-            extra = {"remote_job_id": remote_id, "input_file_ids": (f"F{i}",), "tags_done": True}
+        extra = dict(at.get(step, {}))
         if step is state:
-            extra["remote_status"] = remote_status
+            extra["remote"] = Remote(status=remote_status)
         store.transition(rec.id, step, "bench", **extra)
 
 

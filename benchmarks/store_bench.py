@@ -13,11 +13,24 @@ from decimal import Decimal
 from pathlib import Path
 
 from burst_agent.lifecycle import JobState
+from burst_agent.record import Inputs, Origin, Plan
 from burst_agent.store import JobStore
 
 S = JobState
 # Most jobs sit in an active state (the worst case for a restart); a few are somewhere else.
-ACTIVE_PATH = (S.TRANSLATED, S.STAGING_IN, S.CREATED, S.SUBMITTED, S.RUNNING)
+ACTIVE_PATH = (S.TRANSLATED, S.STAGING_IN, S.STAGED, S.CREATING, S.CREATED, S.TAGGED, S.SUBMITTING,
+               S.SUBMITTED, S.RUNNING)
+BODY = {"name": "bench", "jobanalyses": [{
+    "command": "bash ./burst_job.sh", "hardware": {"coreType": "emerald", "coresPerSlot": 4, "slots": 1},
+    "analysis": {"code": "user_included", "version": "0"}}]}
+
+
+def _plan(i: int) -> Plan:
+    workdir = f"/home/user{i % 50}/run{i}"
+    return Plan(scheduler="slurm", delivery="direct", workdir=workdir, inputs_from=workdir,
+                output_dir=workdir, stdout_path=f"{workdir}/slurm-{100000 + i}.out", stderr_path=None,
+                script="#!/bin/bash\n", body=BODY, coretype="emerald", cores_per_slot=4, slots=1,
+                price_per_core_hour=Decimal("0.0425"))
 
 
 def rss_mib() -> float:
@@ -33,17 +46,15 @@ def populate(path: Path, jobs: int) -> float:
     with JobStore(path, synchronous="NORMAL") as store:
         for i in range(jobs):
             rec = store.add_job(
-                entry=f"20240101T000000-{i:08x}", reconcile_key=f"burst-bench-{i}", owner_uid=1000 + i % 50,
-                owner_name=f"user{i % 50}", scheduler="slurm", scheduler_job_id=str(100000 + i),
-                workdir=f"/home/user{i % 50}/run{i}", request={"partition": "rescale", "ntasks": 4, "i": i},
+                entry=f"20240101T000000-{i:08x}", reconcile_key=f"burst-bench-{i}", origin=Origin(
+                    owner_uid=1000 + i % 50, owner_name=f"user{i % 50}", scheduler_job_id=str(100000 + i),
+                    partition="rescale"),
             )
-            steps = ACTIVE_PATH if i % 10 else (S.FAILED,)
-            for state in steps:
-                extra = {"remote_job_id": f"R{i:07d}"} if state is S.CREATED else {}
-                store.transition(rec.id, state, "bench", **extra)
-            if i % 10:
-                store.update(rec.id, coretype="emerald", cores_per_slot=4, slots=1,
-                             price_per_core_hour=Decimal("0.0425"), input_file_ids=[f"F{i}", "FSHARED"])
+            inputs = Inputs(file_ids=(f"F{i}", "FSHARED"), md5s={}, placement="", cached={})
+            at = {S.TRANSLATED: {"plan": _plan(i)}, S.STAGED: {"inputs": inputs},
+                  S.CREATED: {"remote_job_id": f"R{i:07d}"}}
+            for state in ACTIVE_PATH if i % 10 else (S.FAILED,):
+                store.transition(rec.id, state, "bench", **at.get(state, {}))
     return time.perf_counter() - started
 
 
@@ -52,8 +63,8 @@ def fsync_sample(path: Path, n: int) -> float:
     with JobStore(path) as store:
         started = time.perf_counter()
         for i in range(n):
-            rec = store.add_job(entry=f"fs-{i}", reconcile_key=f"burst-fs-{i}", owner_uid=1)
-            store.transition(rec.id, S.TRANSLATED, "bench")
+            rec = store.add_job(entry=f"fs-{i}", reconcile_key=f"burst-fs-{i}", origin=Origin(owner_uid=1))
+            store.transition(rec.id, S.TRANSLATED, "bench", plan=_plan(i))
         return (time.perf_counter() - started) / max(n, 1)
 
 

@@ -22,18 +22,18 @@ from burst_agent.pipeline.advance import ACTIONABLE, advance
 from burst_agent.pipeline.cancel import end_if_gone
 from burst_agent.pipeline.collect import StageOutIncomplete
 from burst_agent.pipeline.context import Context
+from burst_agent.pipeline.errors import PermanentJobError
 from burst_agent.pipeline.intake import intake, unrecorded_claims
 from burst_agent.pipeline.logtail import LogTailer
 from burst_agent.pipeline.orphans import OrphanCheck
 from burst_agent.pipeline.prune import prune_spool
-from burst_agent.pipeline.submit import PermanentJobError
 from burst_agent.pipeline.watch import poll
+from burst_agent.record import JobRecord
 from burst_agent.relayserver import RelayServer
 from burst_agent.rescale.errors import NotFoundError, RateLimitedError, RescaleError
 from burst_agent.rescale.ratelimit import BURST_SECONDS
 from burst_agent.sdnotify import Notifier
 from burst_agent.spool import SpoolWatcher
-from burst_agent.store import JobRecord
 
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
@@ -164,8 +164,8 @@ class Agent:
         job = self.ctx.store.get(job_id)
         if job is None or job.terminal:
             return
-        job = self.ctx.finish(job, JobState.FAILED, reason, reason_class=stage, failure_reason=reason)
-        self.ctx.spool.quarantine(job.entry, reason)
+        job = self.ctx.finish(job, JobState.FAILED, reason, reason_class=stage, failure_reason=reason,
+                              quarantine=True)
         self.ctx.job_log(job).warning("job failed", reason=reason)
 
     def _worker(self) -> None:

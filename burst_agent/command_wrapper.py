@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
 
 from burst_agent.arith import ceil_div
 from burst_agent.request import JobRequest
@@ -20,59 +22,75 @@ class RunTime(str):
 WORKDIR = RunTime('"$PWD"')
 NODEFILE_PATH = RunTime(f'"$PWD/{NODEFILE}"')
 
-# The job's identity as the on-site scheduler gave it. The relay runs inside the real job, reads these
-# from its environment into the request (`scheduler_env`), and they are exported unchanged: a value
-# the scheduler gave always wins over one computed here. Counts (SLURM_NTASKS, NCPUS, ...) are not
-# carried: the relay's own job is shrunk to one proxy cpu, the remote job has the requested shape.
-# The workdir variables are not carried either: they must name the remote working directory.
-CARRIED_VARS: dict[str, tuple[str, ...]] = {
-    "slurm": (
-        "SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_NAME", "SLURM_JOB_ACCOUNT", "SLURM_JOB_PARTITION",
-        "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
-        "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP",
-    ),
-    "pbs": (
-        "PBS_JOBID", "PBS_JOBNAME", "PBS_QUEUE", "PBS_O_QUEUE", "PBS_ARRAY_ID", "PBS_ARRAY_INDEX",
-        "PBS_ARRAYID",
-    ),
-}
-CARRIED_NAMES = frozenset(name for names in CARRIED_VARS.values() for name in names)
 
+class Value(Enum):
+    """What a scheduler variable holds: a Dialect's table names the kind, scheduler_environment the value."""
+
+    JOB_ID = "job_id"
+    JOB_NAME = "job_name"
+    NTASKS = "ntasks"
+    CPUS_PER_TASK = "cpus_per_task"
+    NODES = "nodes"
+    TASKS_PER_NODE = "tasks_per_node"
+    NODE_CORES = "node_cores"  # the cores of one Rescale node
+    NODE_TASK_CPUS = "node_task_cpus"  # the cpus one node's tasks use
+    PARTITION = "partition"
+    ACCOUNT = "account"
+    WORKDIR = "workdir"
+    NODEFILE = "nodefile"
+    ARRAY_TASK_ID = "array_task_id"
+    ARRAY_JOB_ID = "array_job_id"
+
+
+# Variable name -> the job's value of that kind, or a fixed text; in the order they are exported.
+EnvTable = tuple[tuple[str, Value | str], ...]
+
+
+@dataclass(frozen=True)
+class SchedulerEnv:
+    """The variables one scheduler gives its jobs: every job, an array task in addition, and the carried.
+
+    `carried` is the job's identity as the on-site scheduler gave it. The relay runs inside the real
+    job, reads these from its environment into the request (`scheduler_env`), and they are exported
+    unchanged: a value the scheduler gave always wins over one computed here. Counts (SLURM_NTASKS,
+    NCPUS, ...) are not carried: the relay's own job is shrunk to one proxy cpu, the remote job has the
+    requested shape. The workdir variables are not carried either: they must name the remote directory.
+    """
+
+    every_job: EnvTable = ()
+    array_task: EnvTable = ()
+    carried: tuple[str, ...] = ()
+
+
+def _values(
+    request: JobRequest, *, slots: int, cores_per_slot: int, job_id: str, job_name: str,
+    array_job_id: str | None,
+) -> dict[Value, str | None]:
+    tasks_per_node = request.ntasks_per_node or ceil_div(request.ntasks, slots)
+    task = request.array_task_id
+    return {
+        Value.JOB_ID: job_id, Value.JOB_NAME: job_name, Value.NTASKS: str(request.ntasks),
+        Value.CPUS_PER_TASK: str(request.cpus_per_task), Value.NODES: str(slots),
+        Value.TASKS_PER_NODE: str(tasks_per_node), Value.NODE_CORES: str(cores_per_slot),
+        Value.NODE_TASK_CPUS: str(tasks_per_node * request.cpus_per_task),
+        Value.PARTITION: request.partition, Value.ACCOUNT: request.account,
+        Value.WORKDIR: WORKDIR, Value.NODEFILE: NODEFILE_PATH,
+        Value.ARRAY_TASK_ID: None if task is None else str(task), Value.ARRAY_JOB_ID: array_job_id or job_id,
+    }
 
 
 def scheduler_environment(
-    request: JobRequest, scheduler: str, *, slots: int, cores_per_slot: int, job_id: str,
+    request: JobRequest, scheduler: SchedulerEnv, *, slots: int, cores_per_slot: int, job_id: str,
     job_name: str, array_job_id: str | None = None,
 ) -> dict[str, str]:
     """The variables a job expects from its scheduler (RunTime values are computed remotely)."""
-    tasks_per_node = request.ntasks_per_node or ceil_div(request.ntasks, slots)
-    env: dict[str, str | None] = {}
-    if scheduler == "slurm":
-        env |= {
-            "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": job_name,
-            "SLURM_NTASKS": str(request.ntasks), "SLURM_NPROCS": str(request.ntasks),
-            "SLURM_CPUS_PER_TASK": str(request.cpus_per_task), "SLURM_NNODES": str(slots),
-            "SLURM_JOB_NUM_NODES": str(slots), "SLURM_NTASKS_PER_NODE": str(tasks_per_node),
-            "SLURM_CPUS_ON_NODE": str(cores_per_slot), "SLURM_JOB_CPUS_PER_NODE": str(cores_per_slot),
-            "SLURM_SUBMIT_DIR": WORKDIR, "SLURM_JOB_PARTITION": request.partition,
-            "SLURM_JOB_ACCOUNT": request.account,
-        }
-        if request.array_task_id is not None:
-            env |= {"SLURM_ARRAY_TASK_ID": str(request.array_task_id),
-                    "SLURM_ARRAY_JOB_ID": array_job_id or job_id}
-    else:
-        env |= {
-            "PBS_JOBID": job_id, "PBS_JOBNAME": job_name, "PBS_O_WORKDIR": WORKDIR,
-            "PBS_NODEFILE": NODEFILE_PATH, "PBS_ENVIRONMENT": "PBS_BATCH", "PBS_QUEUE": request.partition,
-            "PBS_O_QUEUE": request.partition, "NCPUS": str(tasks_per_node * request.cpus_per_task),
-            "PBS_NUM_NODES": str(slots), "PBS_NUM_PPN": str(tasks_per_node), "PBS_NP": str(request.ntasks),
-        }
-        if request.array_task_id is not None:
-            env |= {"PBS_ARRAY_INDEX": str(request.array_task_id), "PBS_ARRAYID": str(request.array_task_id),
-                    "PBS_ARRAY_ID": array_job_id or job_id}
+    values = _values(request, slots=slots, cores_per_slot=cores_per_slot, job_id=job_id, job_name=job_name,
+                     array_job_id=array_job_id)
+    table = scheduler.every_job + (scheduler.array_task if request.array_task_id is not None else ())
+    env = {name: values[v] if isinstance(v, Value) else v for name, v in table}
     if request.omp_threads is not None:
         env["OMP_NUM_THREADS"] = str(request.omp_threads)
-    env |= {k: v for k, v in request.scheduler_env.items() if k in CARRIED_VARS.get(scheduler, ())}
+    env |= {k: v for k, v in request.scheduler_env.items() if k in scheduler.carried}
     return {k: v for k, v in env.items() if v is not None}
 
 

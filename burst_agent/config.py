@@ -21,6 +21,11 @@ PLATFORMS: dict[str, str] = {
     "eu": "https://eu.rescale.com",
     "jp": "https://platform.rescale.jp",
 }
+# Read when no --config is given, if it exists (else the built-in defaults).
+DEFAULT_CONFIG = Path("/etc/burst-agent/config.yaml")
+# The Slurm license job_submit.lua charges per job (its LICENSE_NAME): Slurm's estimate of the cloud
+# cores that agent.max_cloud_cores caps.
+LICENSE_NAME = "rescale_cores"
 
 
 class ConfigError(ValueError):

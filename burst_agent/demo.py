@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from burst_agent.config import config_from_mapping
-from burst_agent.store import JobRecord
+from burst_agent.jobview import hardware
+from burst_agent.record import JobRecord
 
 SCRIPT_SUFFIXES = (".sbatch", ".pbs", ".sh")
 
@@ -60,16 +61,16 @@ def check(job: JobRecord, expected: Expected | None) -> str | None:
     """Why the job did not end as expected, or None."""
     if expected is None:
         return None
-    if job.state.value != expected.state or job.exit_code != expected.exit_code:
+    if job.state.value != expected.state or job.result.exit_code != expected.exit_code:
         return f"expected {expected.state} with exit code {expected.exit_code}"
-    if not (Path(str(job.output_dir)) / expected.output).is_file():
+    if job.plan is None or not (Path(job.plan.output_dir) / expected.output).is_file():
         return f"expected output {expected.output} is missing"
     return None
 
 
 def _progress(jobs: list[JobRecord], names: dict[str, str], seen: dict[str, str], out: TextIO) -> None:
     for job in jobs:
-        label = job.state.value + (f" ({job.remote_status})" if job.remote_status else "")
+        label = job.state.value + (f" ({job.remote.status})" if job.remote.status else "")
         if seen.get(job.id) != label:
             seen[job.id] = label
             print(f"  {names.get(job.entry, job.entry):<20} {label}", file=out, flush=True)
@@ -78,7 +79,7 @@ def _progress(jobs: list[JobRecord], names: dict[str, str], seen: dict[str, str]
 def run_demo(base: Path | None, *, step_seconds: float, timeout: float, out: TextIO = sys.stdout) -> int:
     from burst_agent.agent import Agent
     from burst_agent.logsetup import configure
-    from burst_agent.pipeline.context import build_context
+    from burst_agent.pipeline.wiring import build_context
     from burst_agent.rescale.emulator import start_emulator
     from burst_agent.spool import submit_entry
     from burst_agent.textable import render
@@ -130,8 +131,9 @@ def run_demo(base: Path | None, *, step_seconds: float, timeout: float, out: Tex
         problem = check(job, EXPECTED.get(name)) if job.terminal else "did not finish in time"
         if problem:
             problems[name] = problem
-        rows.append((name, job.state.value, "-" if job.exit_code is None else str(job.exit_code),
-                     f"{job.coretype} x{job.cores_per_slot} x{job.slots}", str(job.output_dir),
+        exit_code, plan = job.result.exit_code, job.plan
+        rows.append((name, job.state.value, "-" if exit_code is None else str(exit_code),
+                     hardware(job), plan.output_dir if plan else "-",
                      "ok" if not problem else f"UNEXPECTED: {problem}"))
     missing = set(names.values()) - {names[j.entry] for j in jobs}
     problems.update({name: "never recorded by the agent" for name in missing})

@@ -16,10 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from burst_agent.commands.common import DEFAULT_CONFIG
-from burst_agent.config import ApiConfig, Config, ConfigError, env_override_paths, load_config
+from burst_agent.config import (
+    DEFAULT_CONFIG,
+    LICENSE_NAME,
+    ApiConfig,
+    Config,
+    ConfigError,
+    env_override_paths,
+    load_config,
+)
 from burst_agent.model import CatalogueError, Coretype
-from burst_agent.pipeline.corecap import LICENSE_NAME
 from burst_agent.rescale.errors import (
     AuthenticationError,
     RateLimitedError,
@@ -302,11 +308,16 @@ def _pinned_coretypes(config: Config) -> dict[str, str]:
     return named
 
 
+def _catalogue(coretypes: list[dict[str, Any]]) -> dict[str, Coretype]:
+    """Code -> coretype of the API's list; CatalogueError if an entry is malformed."""
+    return {ct.code: ct for ct in map(Coretype.from_api, coretypes)}
+
+
 def check_catalogue(ctx: Context) -> Result:
     if ctx.config is None or ctx.coretypes is None:
         return skipped("the API check did not pass")
     try:
-        catalogue = {ct.code: ct for ct in map(Coretype.from_api, ctx.coretypes)}
+        catalogue = _catalogue(ctx.coretypes)
     except CatalogueError as exc:
         return failed(f"malformed catalogue: {exc}", "check api.base_url points at the Rescale API")
     if not catalogue:
@@ -332,7 +343,7 @@ def check_gpu_coretypes(ctx: Context) -> Result:
     catalogue = None
     if ctx.coretypes is not None:
         try:
-            catalogue = {ct.code: ct for ct in map(Coretype.from_api, ctx.coretypes)}
+            catalogue = _catalogue(ctx.coretypes)
         except CatalogueError:
             catalogue = None  # the catalogue check reports it
     if not configured:
@@ -463,8 +474,8 @@ def check_metrics(ctx: Context) -> Result:
 # -- Slurm ------------------------------------------------------------------------------------------------
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "no output")
+def _first_line(text: str, default: str = "no output") -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), default)
 
 
 def _lua_path(ctx: Context) -> Path:
@@ -634,8 +645,7 @@ def check_core_cap(ctx: Context) -> Result:
         return skipped("no valid config")
     done = ctx.host.run(["scontrol", "show", "licenses"], COMMAND_TIMEOUT_S)
     if done.returncode != 0:
-        first = next((line.strip() for line in done.stderr.splitlines() if line.strip()), "did not run")
-        return skipped(f"scontrol show licenses: {first}")
+        return skipped(f"scontrol show licenses: {_first_line(done.stderr, 'did not run')}")
     name = (ctx.lua_settings or {}).get("LICENSE_NAME", LICENSE_NAME)
     status, detail, fix = compare_cap(ctx.config.agent.max_cloud_cores,
                                       license_totals(done.stdout).get(name), name)

@@ -8,23 +8,28 @@ from enum import StrEnum
 class JobState(StrEnum):
     """Where a job is in the pipeline; persisted by value in the store.
 
-    Crash-recovery contract between ``created`` and ``submitted`` (no extra states needed):
-    the remote job id is persisted (store.update) the moment ``POST /jobs/`` returns, and the state
-    becomes ``created``.  Tagging and project assignment are then tracked by the record's
-    ``tags_done`` / ``project_done`` flags, and ``submit_attempted_at`` is written *before*
-    ``POST /jobs/{id}/submit/`` is sent.  On restart a ``created`` job resumes at the first step not
-    done; if ``submit_attempted_at`` is set, ``GET /jobs/{id}/statuses/`` decides (any status at all
-    means the submit landed) instead of a blind re-submit.  Likewise ``create_attempted_at`` without
-    a ``remote_job_id`` means "look the job up by its reconcile key (job name) before creating".
+    Every step that must not be repeated blindly after a crash has a state of its own, entered (and
+    committed) *before* its side effect: CREATING before ``POST /jobs/`` (a restart looks the job up
+    by its reconcile key first), SUBMITTING before ``POST /jobs/{id}/submit/`` (a restart asks
+    ``/statuses/`` whether it landed), STOPPING / FORCE_STOPPING once a stop was sent (the grace
+    period counts from ``entered_at``).
     """
 
     RECEIVED = "received"  # claimed from the spool and recorded
-    TRANSLATED = "translated"  # Rescale job body derived
-    STAGING_IN = "staging_in"  # uploading inputs; create follows
-    CREATED = "created"  # remote job exists (remote_job_id set), not yet submitted
+    TRANSLATED = "translated"  # the plan is decided (the Rescale body among it)
+    STAGING_IN = "staging_in"  # uploading inputs
+    STAGED = "staged"  # inputs uploaded; at the cloud-core gate
+    HELD = "held"  # waiting for cloud cores under agent.max_cloud_cores
+    CREATING = "creating"  # create sent (or about to be): reconcile by key before creating again
+    CREATED = "created"  # remote job exists (remote_job_id set), not yet tagged
+    TAGGED = "tagged"  # reconcile tag added
+    PROJECT_SET = "project_set"  # project assigned (only jobs with a project)
+    SUBMITTING = "submitting"  # submit sent (or about to be): /statuses/ decides after a crash
     SUBMITTED = "submitted"  # submit accepted; remote status Pending
     QUEUED = "queued"  # waiting for a queue / cluster
     RUNNING = "running"  # cluster started, validated or executing
+    STOPPING = "stopping"  # cancel: stop sent; force stop after agent.stop_grace_s
+    FORCE_STOPPING = "force_stopping"  # force stop sent; repeated every grace period until it ends
     STAGING_OUT = "staging_out"  # remote job completed; pulling outputs back
     DONE = "done"  # remote job ran and its outputs are back; the exit code tells how the command did
     FAILED = "failed"  # we could not run it, or Rescale ended it with a failure reason
@@ -39,13 +44,23 @@ TERMINAL: frozenset[JobState] = frozenset({S.DONE, S.FAILED, S.CANCELLED})
 _FORWARD: dict[JobState, frozenset[JobState]] = {
     S.RECEIVED: frozenset({S.TRANSLATED}),
     S.TRANSLATED: frozenset({S.STAGING_IN}),
-    S.STAGING_IN: frozenset({S.CREATED}),
-    S.CREATED: frozenset({S.SUBMITTED}),
+    S.STAGING_IN: frozenset({S.STAGED}),
+    S.STAGED: frozenset({S.HELD, S.CREATING}),
+    S.HELD: frozenset({S.CREATING}),
+    # A create refused because cached inputs vanished on Rescale stages the inputs again (once).
+    S.CREATING: frozenset({S.CREATED, S.STAGING_IN}),
+    S.CREATED: frozenset({S.TAGGED}),
+    S.TAGGED: frozenset({S.PROJECT_SET, S.SUBMITTING}),
+    S.PROJECT_SET: frozenset({S.SUBMITTING}),
+    S.SUBMITTING: frozenset({S.SUBMITTED}),
     # A job can finish between two polls, so any active state may jump straight to STAGING_OUT.
-    S.SUBMITTED: frozenset({S.QUEUED, S.RUNNING, S.STAGING_OUT}),
-    S.QUEUED: frozenset({S.RUNNING, S.STAGING_OUT}),
+    S.SUBMITTED: frozenset({S.QUEUED, S.RUNNING, S.STAGING_OUT, S.STOPPING}),
+    S.QUEUED: frozenset({S.RUNNING, S.STAGING_OUT, S.STOPPING}),
     # Rescale restarts clusters ("exceeded max number of restarts"), so a running job may queue again.
-    S.RUNNING: frozenset({S.QUEUED, S.STAGING_OUT}),
+    S.RUNNING: frozenset({S.QUEUED, S.STAGING_OUT, S.STOPPING}),
+    S.STOPPING: frozenset({S.FORCE_STOPPING, S.STAGING_OUT}),
+    # The one state that re-enters itself: each repeat restarts the grace period (and leaves a row).
+    S.FORCE_STOPPING: frozenset({S.FORCE_STOPPING, S.STAGING_OUT}),
     S.STAGING_OUT: frozenset({S.DONE}),
     S.DONE: frozenset(),
     S.FAILED: frozenset(),
@@ -57,7 +72,25 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 # States in which the remote job is live and shows up in `GET /jobs/?state=not_completed`.
-REMOTE_ACTIVE: frozenset[JobState] = frozenset({S.SUBMITTED, S.QUEUED, S.RUNNING})
+REMOTE_ACTIVE: frozenset[JobState] = frozenset({S.SUBMITTED, S.QUEUED, S.RUNNING, S.STOPPING,
+                                                S.FORCE_STOPPING})
+# A create was attempted or a remote job exists, and the job is not final: it holds cloud cores.
+HOLDS_CORES: frozenset[JobState] = frozenset({
+    S.CREATING, S.CREATED, S.TAGGED, S.PROJECT_SET, S.SUBMITTING, *REMOTE_ACTIVE, S.STAGING_OUT,
+})
+# Nothing was sent that could run remotely: a cancel ends the job at once.
+LOCAL_ONLY: frozenset[JobState] = frozenset({S.RECEIVED, S.TRANSLATED, S.STAGING_IN, S.STAGED, S.HELD})
+# The remote job exists but was never submitted: a cancel deletes it.
+UNSUBMITTED: frozenset[JobState] = frozenset({S.CREATED, S.TAGGED, S.PROJECT_SET})
+
+
+def diagram() -> str:
+    """The state machine as a Mermaid state diagram (docs/architecture.md embeds it)."""
+    lines = ["stateDiagram-v2", f"    [*] --> {S.RECEIVED.value}"]
+    lines += [f"    {old.value} --> {new.value}" for old, nxt in _FORWARD.items() for new in sorted(nxt)]
+    lines += [f"    {state.value} --> [*]" for state in sorted(TERMINAL)]
+    lines.append(f"    note right of {S.FAILED.value}: any state not final may also end failed or cancelled")
+    return "\n".join(lines) + "\n"
 
 
 class IllegalTransition(ValueError):
@@ -70,7 +103,7 @@ class IllegalTransition(ValueError):
 
 
 def is_allowed(old: JobState | str, new: JobState | str) -> bool:
-    """True if TRANSITIONS allows old -> new (a state never transitions to itself)."""
+    """True if TRANSITIONS allows old -> new."""
     return JobState(new) in TRANSITIONS[JobState(old)]
 
 
@@ -137,10 +170,3 @@ def failure_reason(status_reason: str | None) -> str | None:
     if any(ok in text for ok in SUCCESS_REASONS):
         return None
     return status_reason.strip() if any(bad in text for bad in FAILURE_REASONS) else None
-
-
-def final_state(status_reason: str | None, cancel_requested: bool) -> JobState:
-    """Where STAGING_OUT ends: CANCELLED if we asked for the stop, FAILED on a failure reason, else DONE."""
-    if cancel_requested:
-        return S.CANCELLED
-    return S.FAILED if failure_reason(status_reason) else S.DONE

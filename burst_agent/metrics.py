@@ -17,14 +17,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from burst_agent import __version__
-from burst_agent.jobview import cores
 from burst_agent.lifecycle import JobState
+from burst_agent.store import job_counts_reader
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from burst_agent.record import JobRecord, StateChange
     from burst_agent.rescale.client import RequestEvent
-    from burst_agent.store import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,6 @@ TRANSFER_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.
 QUEUE_WAIT_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400)
 REMOTE_RUN_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 
-# (scheduler, partition, state) -> count of job records, read from the state database at scrape time.
-_JOB_COUNTS_SQL = """
-    SELECT scheduler,
-           COALESCE(CASE WHEN json_valid(request) THEN json_extract(request, '$.partition') END, ''),
-           state, COUNT(*)
-    FROM jobs GROUP BY 1, 2, 3
-"""
-
 JobCounts = Callable[[], Iterable[tuple[str, str, str, int]]]
 
 
@@ -97,24 +89,6 @@ def failure_class(reason: str | None, failed_from: JobState | str | None = None)
     if failed_from is not None and JobState(failed_from) in _FAILURE_BY_STATE:
         return _FAILURE_BY_STATE[JobState(failed_from)]
     return "other"
-
-
-def store_job_counts(db_path: str | Path) -> JobCounts:
-    """A reader of job counts from the store's SQLite file, over its own short read-only connection.
-
-    A separate connection keeps scrapes off the daemon's store lock; WAL lets it read while the
-    daemon writes.  Grouping in SQL keeps a scrape cheap however many finished jobs the ledger holds.
-    """
-    uri = Path(db_path).resolve().as_uri() + "?mode=ro"
-
-    def read() -> list[tuple[str, str, str, int]]:
-        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
-        try:
-            return [(str(a), str(b), str(c), int(n)) for a, b, c, n in conn.execute(_JOB_COUNTS_SQL)]
-        finally:
-            conn.close()
-
-    return read
 
 
 class _ScrapeCollector(Collector):
@@ -268,7 +242,7 @@ class Metrics:
     def watch_store(self, store_or_path: object) -> None:
         """Count jobs from a JobStore (its `.path`) or a state database path at each scrape."""
         path = getattr(store_or_path, "path", store_or_path)
-        self._scrape.job_counts = store_job_counts(Path(str(path)))
+        self._scrape.job_counts = job_counts_reader(Path(str(path)))
 
     def watch_job_counts(self, counts: JobCounts) -> None:
         """Count jobs with any callable returning (scheduler, partition, state, count) rows."""
@@ -346,19 +320,29 @@ class Metrics:
 
     # -- helpers for job records -------------------------------------------------------------------
 
+    def on_state_change(self, change: StateChange) -> None:
+        """The pipeline's transitions, as a Context subscriber: submits, remote runs, final states."""
+        job = change.job
+        if job.state is JobState.SUBMITTED:
+            self.job_submitted()
+        elif job.state is JobState.STAGING_OUT:
+            self.job_started_remotely(job)
+            self.job_ran(job)
+        elif job.terminal:
+            self.job_finished(job.state, change.reason_class, failed_from=change.from_state)
+
     def job_started_remotely(self, job: JobRecord) -> None:
         """Queue wait of a job whose remote run just began (spool intake -> Executing)."""
-        if job.remote_started_at is not None:
-            self.queue_wait(job.remote_started_at - job.created_at)
+        if job.remote.started_at is not None:
+            self.queue_wait(job.remote.started_at - job.created_at)
 
     def job_ran(self, job: JobRecord) -> None:
         """Run time, core-seconds and cost of a job whose remote run has ended."""
-        if job.remote_started_at is None or job.remote_finished_at is None:
+        remote, plan = job.remote, job.plan
+        if remote.started_at is None or remote.finished_at is None or plan is None:
             return
-        self.remote_run(
-            job.remote_finished_at - job.remote_started_at, job.coretype or "", cores(job), job.project,
-            job.price_per_core_hour, user=job.owner_name,
-        )
+        self.remote_run(remote.finished_at - remote.started_at, plan.coretype, plan.cores, plan.project,
+                        plan.price_per_core_hour, user=job.origin.owner_name)
 
     def exposition(self) -> bytes:
         """The text exposition format, as a scrape would see it."""

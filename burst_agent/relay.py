@@ -25,9 +25,9 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from burst_agent.command_wrapper import CARRIED_NAMES
 from burst_agent.config import StagingConfig
-from burst_agent.pipeline.outpaths import expand
+from burst_agent.dialects.registry import CARRIED_NAMES, DIALECTS, variables
+from burst_agent.outpaths import expand
 from burst_agent.relayproto import AgentBusy, ProtocolError, call
 from burst_agent.spool import Spool, submit_entry
 from burst_agent.staging.bundle import write_bundle
@@ -36,26 +36,24 @@ from burst_agent.staging.jobplan import job_plan
 from burst_agent.staging.safepath import UnsafePathError
 
 # Scheduler environment -> request key, first match wins (Slurm, then PBS Pro, then Torque).
-JOB_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID")
-ARRAY_VARS = ("SLURM_ARRAY_TASK_ID", "PBS_ARRAY_INDEX", "PBS_ARRAYID")
-ARRAY_JOB_VARS = ("SLURM_ARRAY_JOB_ID", "PBS_ARRAY_ID")
-JOB_NAME_VARS = ("SLURM_JOB_NAME", "PBS_JOBNAME")
-WORKDIR_VARS = ("SLURM_SUBMIT_DIR", "PBS_O_WORKDIR")
+JOB_ID_VARS = variables(lambda d: (d.job_id_var,))
+ARRAY_VARS = variables(lambda d: d.array_task_vars)
+ARRAY_JOB_VARS = variables(lambda d: (d.array_job_var,))
+JOB_NAME_VARS = variables(lambda d: (d.job_name_var,))
+WORKDIR_VARS = variables(lambda d: (d.workdir_var,))
 OWN_STREAMS = ("/proc/self/fd/1", "/proc/self/fd/2")  # the job's output files, opened by the scheduler
 INPUT_BUNDLE = "input-bundle.tar.gz"
 INPUT_MANIFEST = "input-manifest.json"
 EXIT_ON_CANCEL = 143
 EXIT_NO_CODE = 1
 # How a relay cancels its own scheduler job (the job id variable, the command as the job's owner).
-SELF_CANCEL: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("SLURM_JOB_ID", ("scancel",)),
-    ("PBS_JOBID", ("qdel",)),
+SELF_CANCEL: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (d.job_id_var, d.self_cancel) for d in DIALECTS.values() if d.job_id_var and d.self_cancel
 )
 SELF_CANCEL_WAIT_S = 5.0
-# How a relay shows in its own scheduler job what runs on Rescale (`squeue -o "%.8i %.10T %k"`); the
-# job's owner may set its Comment on Slurm. PBS lets only operators set a comment: nothing there.
-SHOW_SHAPE: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("SLURM_JOB_ID", ("scontrol", "update", "JobId={job_id}", "Comment={text}")),
+# How a relay shows in its own scheduler job what runs on Rescale (where the job's owner may).
+SHOW_SHAPE: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (d.job_id_var, d.show_shape) for d in DIALECTS.values() if d.job_id_var and d.show_shape
 )
 QUIET_BUSY_S = 60.0  # a busy agent is retried without a word for this long
 # What a running agent under load answers: its caps (busy), a full listen backlog (EAGAIN), a refusal

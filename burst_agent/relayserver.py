@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from burst_agent.jobview import as_dict, cores, hardware
+from burst_agent.jobview import as_dict
 from burst_agent.pipeline.cancel import request_cancel
 from burst_agent.pipeline.context import Context
+from burst_agent.record import JobRecord
 from burst_agent.relayproto import (
     LOG_CHUNK,
     ProtocolError,
@@ -27,7 +28,6 @@ from burst_agent.relayproto import (
     text_field,
 )
 from burst_agent.staging.safepath import STAGING_DIR_NAME, UnsafePathError, safe_relpath
-from burst_agent.store import JobRecord
 
 Handler = Callable[["RelayServer", int, dict[str, Any]], tuple[dict[str, Any], list[int]]]
 # What a malformed request can raise on its way through json and the handlers: an error answer each.
@@ -111,20 +111,21 @@ class RelayServer:
 
     def _note_position(self, job: JobRecord, log_file: str, offset: int) -> None:
         """Remember where the relay's own log file stands, so a delivery after its death goes on there."""
-        if not log_file or (log_file == job.relay_log and offset == job.relay_log_offset):
+        saved = job.progress
+        if not log_file or (log_file == saved.relay_log and offset == saved.relay_log_offset):
             return
         now = time.monotonic()
         known = self._positions.get(job.id)
         saved_at = known[2] if known else float("-inf")
-        if job.terminal or log_file != job.relay_log or now - saved_at >= OFFSET_SAVE_EVERY_S:
-            self.ctx.store.update(job.id, relay_log=log_file, relay_log_offset=offset)
+        if job.terminal or log_file != saved.relay_log or now - saved_at >= OFFSET_SAVE_EVERY_S:
+            self.ctx.store.record_progress(job.id, relay_log=log_file, relay_log_offset=offset)
             saved_at = now
         self._positions[job.id] = (log_file, offset, saved_at)
 
     def position(self, job: JobRecord) -> tuple[str | None, int]:
         """The relay's log file and offset: the freshest the agent has heard (memory, else the store)."""
         known = self._positions.get(job.id)
-        return (known[0], known[1]) if known else (job.relay_log, job.relay_log_offset)
+        return (known[0], known[1]) if known else (job.progress.relay_log, job.progress.relay_log_offset)
 
     def status(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         entry = text_field(msg, "entry")
@@ -133,12 +134,13 @@ class RelayServer:
         if job is None:
             return self._unrecorded(uid, entry), []
         self._note_position(job, text_field(msg, "log_file"), offset)
-        data, size = _read_log(job.stdout_path, offset)
+        plan = job.plan
+        data, size = _read_log(plan.stdout_path if plan else None, offset)
         return {
-            "state": job.state.value, "terminal": job.terminal, "remote_status": job.remote_status,
-            "remote_job_id": job.remote_job_id, "exit_code": job.exit_code, "reason": job.failure_reason,
-            "hardware": hardware(job) if job.coretype else None,
-            "cores": cores(job) if job.coretype else None,
+            "state": job.state.value, "terminal": job.terminal, "remote_status": job.remote.status,
+            "remote_job_id": job.remote_job_id, "exit_code": job.result.exit_code,
+            "reason": job.result.reason,
+            "hardware": plan.hardware if plan else None, "cores": plan.cores if plan else None,
             "log": base64.b64encode(data).decode(), "log_size": size,
         }, []
 
@@ -182,17 +184,17 @@ class RelayServer:
         if job is None:
             return {"state": "unknown"}, []
         log_file, offset = self.position(job)
-        delivered = job.delivered_at is not None
+        delivered = job.progress.delivered_at is not None
         self.ctx.job_log(job).info("delivery resumes", log_offset=offset, delivered=delivered,
                                    state=job.state.value)
         return {"log_file": log_file, "offset": offset, "delivered": delivered,
-                "workdir": (job.request or {}).get("workdir"), "state": job.state.value}, []
+                "workdir": job.plan.workdir if job.plan else None, "state": job.state.value}, []
 
     def _results(self, uid: int, msg: dict[str, Any]) -> tuple[JobRecord | None, Path | None]:
         job = self._job(uid, text_field(msg, "entry"))
-        if job is None or not job.terminal or not job.output_dir:
+        if job is None or not job.terminal or job.plan is None:
             return job, None
-        return job, Path(job.output_dir)
+        return job, Path(job.plan.output_dir)
 
     def outputs(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         _job, root = self._results(uid, msg)
@@ -217,7 +219,7 @@ class RelayServer:
             return {"error": "no finished job of yours"}, []
         if root.parent == self.ctx.spool.results:  # only ever the agent's own staging copy
             shutil.rmtree(root, ignore_errors=True)
-        self.ctx.store.update(job.id, delivered_at=self.ctx.clock())
+        self.ctx.store.record_progress(job.id, delivered_at=self.ctx.clock())
         self._positions.pop(job.id, None)
         self.ctx.job_log(job).info("outputs delivered by the relay")
         return {"ok": True}, []

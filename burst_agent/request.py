@@ -94,7 +94,7 @@ class JobRequest:
     job_id: str | None = None
     shell: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
-    # The scheduler's own variables as the real job had them (command_wrapper.CARRIED_VARS).
+    # The scheduler's own variables as the real job had them (Dialect.env.carried).
     scheduler_env: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -15,7 +15,6 @@ lets them read while the daemon writes, and the busy timeout makes competing wri
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sqlite3
@@ -23,26 +22,34 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from decimal import Decimal
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from burst_agent.ledger import DuplicateJob, UnknownJob
 from burst_agent.lifecycle import REMOTE_ACTIVE, TERMINAL, JobState, check_transition
+from burst_agent.record import (
+    DownloadRecord,
+    JobRecord,
+    Origin,
+    Progress,
+    Remote,
+    Result,
+    TransitionRecord,
+    UploadRecord,
+    decode_inputs,
+    decode_plan,
+    encode_inputs,
+    encode_plan,
+)
+
+__all__ = ["DuplicateJob", "JobRecord", "JobStore", "StoreError", "UnknownJob"]
 
 Clock = Callable[[], float]
 
 
 class StoreError(RuntimeError):
     """The state database cannot be opened or has an unsupported schema."""
-
-
-class UnknownJob(KeyError):
-    """No job record with that id."""
-
-
-class DuplicateJob(ValueError):
-    """A job with the same entry name, reconcile key or remote job id already exists."""
 
 
 # Migration N (index N-1) takes the schema from user_version N-1 to N.  Append only; never edit.
@@ -129,140 +136,125 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN relay_log_offset INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN delivered_at REAL
     """,
+    # 5: the typed plan (one versioned JSON column), the staged inputs, and recovery flags as states.
+    """
+    ALTER TABLE jobs ADD COLUMN partition TEXT;
+    ALTER TABLE jobs ADD COLUMN entered_at REAL;
+    ALTER TABLE jobs ADD COLUMN plan TEXT;
+    ALTER TABLE jobs ADD COLUMN inputs TEXT;
+    UPDATE jobs SET partition = CASE WHEN json_valid(request) THEN json_extract(request, '$.partition') END,
+                    entered_at = updated_at;
+    UPDATE jobs SET plan = json_object(
+        'v', 1, 'scheduler', scheduler,
+        'delivery', COALESCE(json_extract(job_spec, '$.delivery'), 'plain'),
+        'workdir', CASE WHEN COALESCE(json_extract(job_spec, '$.delivery'), 'plain') = 'plain' THEN NULL
+                        ELSE json_extract(request, '$.workdir') END,
+        'inputs_from', workdir, 'output_dir', output_dir, 'stdout_path', stdout_path,
+        'stderr_path', stderr_path, 'script', json_extract(job_spec, '$.script'),
+        'body', json(json_extract(job_spec, '$.body')), 'coretype', coretype,
+        'cores_per_slot', cores_per_slot, 'slots', slots, 'price_per_core_hour', price_per_core_hour,
+        'project', project)
+    WHERE job_spec IS NOT NULL AND coretype IS NOT NULL AND json_valid(job_spec);
+    UPDATE jobs SET inputs = json_object(
+        'v', 1, 'file_ids', json(input_file_ids),
+        'md5s', json(COALESCE(json_extract(job_spec, '$.input_md5'), '{}')),
+        'placement', COALESCE(json_extract(job_spec, '$.placement'), ''),
+        'cached', json(COALESCE(json_extract(job_spec, '$.cached_inputs'), '{}')))
+    WHERE input_file_ids != '[]' AND json_valid(job_spec);
+    UPDATE jobs SET state = 'creating' WHERE state = 'staging_in' AND create_attempted_at IS NOT NULL;
+    UPDATE jobs SET state = 'staged' WHERE state = 'staging_in' AND input_file_ids != '[]';
+    UPDATE jobs SET state = CASE WHEN submit_attempted_at IS NOT NULL THEN 'submitting'
+                                 WHEN project_done THEN 'project_set'
+                                 WHEN tags_done THEN 'tagged' ELSE 'created' END
+    WHERE state = 'created';
+    UPDATE jobs SET state = 'stopping', entered_at = stop_requested_at
+    WHERE state IN ('submitted', 'queued', 'running') AND stop_requested_at IS NOT NULL;
+    ALTER TABLE jobs DROP COLUMN scheduler;
+    ALTER TABLE jobs DROP COLUMN workdir;
+    ALTER TABLE jobs DROP COLUMN output_dir;
+    ALTER TABLE jobs DROP COLUMN stdout_path;
+    ALTER TABLE jobs DROP COLUMN stderr_path;
+    ALTER TABLE jobs DROP COLUMN coretype;
+    ALTER TABLE jobs DROP COLUMN cores_per_slot;
+    ALTER TABLE jobs DROP COLUMN slots;
+    ALTER TABLE jobs DROP COLUMN price_per_core_hour;
+    ALTER TABLE jobs DROP COLUMN project;
+    ALTER TABLE jobs DROP COLUMN input_file_ids;
+    ALTER TABLE jobs DROP COLUMN request;
+    ALTER TABLE jobs DROP COLUMN job_spec;
+    ALTER TABLE jobs DROP COLUMN create_attempted_at;
+    ALTER TABLE jobs DROP COLUMN tags_done;
+    ALTER TABLE jobs DROP COLUMN project_done;
+    ALTER TABLE jobs DROP COLUMN submit_attempted_at;
+    ALTER TABLE jobs DROP COLUMN stop_requested_at
+    """,
 )
 
 
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """One row of `jobs`, decoded.  Times are Unix seconds; price is a Decimal (stored as text)."""
-
-    id: str
-    entry: str
-    scheduler: str
-    scheduler_job_id: str | None
-    array_task_id: str | None
-    owner_uid: int
-    owner_name: str | None
-    workdir: str | None
-    output_dir: str | None
-    stdout_path: str | None
-    stderr_path: str | None
-    state: JobState
-    reconcile_key: str
-    remote_job_id: str | None
-    coretype: str | None
-    cores_per_slot: int | None
-    slots: int | None
-    price_per_core_hour: Decimal | None
-    project: str | None
-    input_file_ids: tuple[str, ...]
-    request: Mapping[str, Any] | None
-    job_spec: Mapping[str, Any] | None
-    remote_status: str | None
-    remote_status_reason: str | None
-    exit_code: int | None
-    failure_reason: str | None
-    cancel_requested_at: float | None
-    create_attempted_at: float | None
-    tags_done: bool
-    project_done: bool
-    submit_attempted_at: float | None
-    stop_requested_at: float | None
-    log_offset: int
-    created_at: float
-    updated_at: float
-    remote_started_at: float | None
-    remote_finished_at: float | None
-    transfer_done: int = 0  # bytes of the transfer in progress (stage-in or stage-out), for `status`
-    transfer_total: int = 0
-    # Relay jobs: the job's own log file (the relay's stdout, e.g. slurm-41.out), how far into the remote
-    # log the relay had written it, and when the outputs reached the workdir (relay or delivery).
-    relay_log: str | None = None
-    relay_log_offset: int = 0
-    delivered_at: float | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
-
-
-@dataclass(frozen=True, slots=True)
-class TransitionRecord:
-    job_id: str
-    from_state: JobState | None
-    to_state: JobState
-    reason: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class UploadRecord:
-    content_hash: str
-    remote_file_id: str
-    size: int
-    uploaded_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class DownloadRecord:
-    job_id: str
-    remote_file_id: str
-    relative_path: str
-    size: int
-    md5: str | None
-    done: bool
-
-
-def _json_enc(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _json_dec(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
-
-
-# column -> (encode for SQLite, decode to JobRecord); columns not listed are stored as they are.
-_CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
-    "state": (lambda v: JobState(v).value, JobState),
-    "input_file_ids": (lambda v: json.dumps(list(v)), lambda v: tuple(json.loads(v))),
-    "request": (_json_enc, _json_dec),
-    "job_spec": (_json_enc, _json_dec),
-    "price_per_core_hour": (lambda v: str(Decimal(v)), Decimal),
-    "tags_done": (int, bool),
-    "project_done": (int, bool),
+# Record field -> {group field: column}: each group of the record is stored as plain columns.
+_GROUPS: dict[str, tuple[type, dict[str, str]]] = {
+    "origin": (Origin, {f: f for f in ("owner_uid", "owner_name", "scheduler_job_id", "array_task_id",
+                                       "partition")}),
+    "remote": (Remote, {"status": "remote_status", "reason": "remote_status_reason",
+                        "started_at": "remote_started_at", "finished_at": "remote_finished_at"}),
+    "result": (Result, {"exit_code": "exit_code", "reason": "failure_reason"}),
+    "progress": (Progress, {f: f for f in ("log_offset", "transfer_done", "transfer_total", "relay_log",
+                                           "relay_log_offset", "delivered_at")}),
 }
-
-_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(JobRecord))
-_IMMUTABLE = frozenset({"id", "entry", "reconcile_key", "state", "created_at", "updated_at"})
-UPDATABLE: frozenset[str] = frozenset(_COLUMNS) - _IMMUTABLE
+# Record field -> (column, encode, decode) for the fields kept in one column each.
+_SINGLE: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "plan": ("plan", encode_plan, decode_plan),
+    "inputs": ("inputs", encode_inputs, decode_inputs),
+    "state": ("state", lambda v: JobState(v).value, JobState),
+}
+# What a transition may change besides the state (the rest is identity, set once).
+CHANGEABLE: frozenset[str] = frozenset({"plan", "remote_job_id", "inputs", "remote", "result"})
 _REQUIRED = ("entry", "reconcile_key", "owner_uid")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _columns_of(name: str) -> tuple[str, ...]:
+    if name in _GROUPS:
+        return tuple(_GROUPS[name][1].values())
+    return (_SINGLE[name][0],) if name in _SINGLE else (name,)
+
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(JobRecord))
+_COLUMNS: tuple[str, ...] = tuple(c for name in _FIELDS for c in _columns_of(name))
+_SELECT_JOBS = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
+
+
+def _encode(name: str, value: Any) -> dict[str, Any]:
+    """The columns that store record field `name` = value."""
+    if name in _GROUPS:
+        _kind, cols = _GROUPS[name]
+        return {col: getattr(value, attr) for attr, col in cols.items()}
+    if name in _SINGLE:
+        col, enc, _dec = _SINGLE[name]
+        return {col: None if value is None else enc(value)}
+    return {name: value}
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    values, index = {}, 0
+    for name in _FIELDS:
+        if name in _GROUPS:
+            kind, cols = _GROUPS[name]
+            values[name] = kind(*row[index:index + len(cols)])
+            index += len(cols)
+            continue
+        value = row[index]
+        if name in _SINGLE and value is not None:
+            value = _SINGLE[name][2](value)
+        values[name] = value
+        index += 1
+    return JobRecord(**values)
 
 
 def new_job_id(now: float) -> str:
     """A ULID: 48-bit millisecond time + 80 random bits, Crockford base32, sorts by creation time."""
     value = (int(now * 1000) & (2**48 - 1)) << 80 | secrets.randbits(80)
     return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
-
-
-def _encode(name: str, value: Any) -> Any:
-    codec = _CODECS.get(name)
-    return codec[0](value) if codec and value is not None else value
-
-
-# (column index, decoder) for the columns that need decoding; rows come back as plain tuples.
-_DECODERS: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
-    (index, _CODECS[name][1]) for index, name in enumerate(_COLUMNS) if name in _CODECS
-)
-_SELECT_JOBS = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    values = list(row)
-    for index, decode in _DECODERS:
-        if values[index] is not None:
-            values[index] = decode(values[index])
-    return JobRecord(*values)
 
 
 class JobStore:
@@ -360,23 +352,15 @@ class JobStore:
         with self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
 
-    # -- jobs --------------------------------------------------------------------------------------
+    # -- jobs: the operations the pipeline needs -----------------------------------------------------
 
-    def add_job(self, *, job_id: str | None = None, scheduler: str = "plain", **fields_: Any) -> JobRecord:
+    def add_job(self, *, entry: str, reconcile_key: str, origin: Origin, job_id: str | None = None
+                ) -> JobRecord:
         """Record a newly claimed entry in state RECEIVED (with its first history row)."""
-        missing = [name for name in _REQUIRED if fields_.get(name) is None]
-        if missing:
-            raise ValueError(f"add_job: missing {', '.join(missing)}")
-        self._check_fields(fields_, UPDATABLE | {"entry", "reconcile_key"})
         now = self._clock()
-        row = {
-            **{name: _encode(name, value) for name, value in fields_.items()},
-            "id": job_id or new_job_id(now),
-            "scheduler": scheduler,
-            "state": JobState.RECEIVED.value,
-            "created_at": now,
-            "updated_at": now,
-        }
+        row = {"id": job_id or new_job_id(now), "entry": entry, "reconcile_key": reconcile_key,
+               **_encode("origin", origin), "state": JobState.RECEIVED.value, "entered_at": now,
+               "created_at": now, "updated_at": now}
         names = ", ".join(row)
         marks = ", ".join(f":{name}" for name in row)
         try:
@@ -384,18 +368,15 @@ class JobStore:
                 conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", row)
                 self._history(conn, row["id"], None, JobState.RECEIVED, "claimed from spool", now)
         except sqlite3.IntegrityError as exc:
-            raise DuplicateJob(f"job for entry {fields_['entry']!r} already recorded: {exc}") from exc
+            raise DuplicateJob(f"job for entry {entry!r} already recorded: {exc}") from exc
         return self._must_get(row["id"])
 
-    def transition(
-        self, job_id: str, new_state: JobState | str, reason: str = "", **fields_: Any
-    ) -> JobRecord:
-        """Atomically: check old -> new, update state and fields, append a history row.
-
-        Raises IllegalTransition (row unchanged) or UnknownJob.
-        """
+    def transition(self, job_id: str, new_state: JobState | str, reason: str = "", **changes: Any
+                   ) -> JobRecord:
+        """Atomically: check old -> new, set the state (and `changes`: plan, remote_job_id, inputs,
+        remote, result), append a history row. Raises IllegalTransition (row unchanged) or UnknownJob."""
         new = JobState(new_state)
-        self._check_fields(fields_, UPDATABLE)
+        self._check_fields(changes, CHANGEABLE)
         now = self._clock()
         with self._tx() as conn:
             row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -403,16 +384,36 @@ class JobStore:
                 raise UnknownJob(job_id)
             old = JobState(row[0])
             check_transition(old, new)
-            self._update(conn, job_id, {**fields_, "state": new}, now)
+            columns = {"state": new.value, "entered_at": now}
+            for name, value in changes.items():
+                columns |= _encode(name, value)
+            self._update(conn, job_id, columns, now)
             self._history(conn, job_id, old, new, reason, now)
             return self._must_get(job_id)
 
-    def update(self, job_id: str, **fields_: Any) -> JobRecord:
-        """Set non-state fields (e.g. remote_job_id the moment create returns); committed on return."""
-        self._check_fields(fields_, UPDATABLE)
+    def record_remote(self, job_id: str, remote: Remote) -> JobRecord:
+        """The remote job's status as last seen (no state change)."""
+        return self._set(job_id, _encode("remote", remote))
+
+    def record_progress(self, job_id: str, **progress: Any) -> JobRecord:
+        """Set some Progress fields (transfer bytes, log offsets, delivered_at)."""
+        cols = _GROUPS["progress"][1]
+        self._check_fields(progress, frozenset(cols))
+        return self._set(job_id, {cols[name]: value for name, value in progress.items()})
+
+    def record_reason(self, job_id: str, reason: str | None) -> JobRecord:
+        """Why a job waits (a held job's reason), shown by `status`; no state change."""
+        return self._set(job_id, {"failure_reason": reason})
+
+    def request_cancel(self, job_id: str, now: float) -> JobRecord:
+        """Mark a non-terminal job for cancellation (once); the agent acts on it at its next tick."""
+        done = sorted(s.value for s in TERMINAL)
         with self._tx() as conn:
-            if self._update(conn, job_id, fields_, self._clock()) == 0:
-                raise UnknownJob(job_id)
+            conn.execute(
+                f"UPDATE jobs SET cancel_requested_at = ?, updated_at = ? WHERE id = ?"
+                f" AND cancel_requested_at IS NULL AND state NOT IN ({', '.join('?' * len(done))})",
+                (now, now, job_id, *done),
+            )
             return self._must_get(job_id)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -480,13 +481,13 @@ class JobStore:
         rows = self._query(
             "SELECT id, scheduler_job_id FROM jobs WHERE cancel_requested_at IS NULL"
             f" AND state NOT IN ({', '.join('?' * len(done))})"
-            " AND json_extract(job_spec, '$.delivery') = 'relay' ORDER BY created_at, id",
+            " AND json_extract(plan, '$.delivery') = 'relay' ORDER BY created_at, id",
             done,
         )
         return [(r[0], r[1]) for r in rows]
 
     def active_remote(self) -> list[JobRecord]:
-        """Jobs with a remote id in SUBMITTED/QUEUED/RUNNING: what one list call per cycle must cover."""
+        """Jobs with a remote id in the remote-active states: what one list call per cycle must cover."""
         return self.jobs(REMOTE_ACTIVE, with_remote_id=True)
 
     def history(self, job_id: str) -> list[TransitionRecord]:
@@ -504,6 +505,14 @@ class JobStore:
         for state, count in self._query("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
             counts[JobState(state)] = count
         return counts
+
+    def job_counts_reader(self) -> Callable[[], list[tuple[str, str, str, int]]]:
+        """A reader of (scheduler, partition, state, count) over its own short read-only connection.
+
+        A separate connection keeps metrics scrapes off the daemon's store lock; WAL lets it read while
+        the daemon writes; grouping in SQL keeps a scrape cheap however many finished jobs there are.
+        """
+        return job_counts_reader(self.path)
 
     # -- upload cache ------------------------------------------------------------------------------
 
@@ -586,8 +595,8 @@ class JobStore:
             raise ValueError(f"not updatable job fields: {', '.join(unknown)}")
 
     @staticmethod
-    def _update(conn: sqlite3.Connection, job_id: str, values: Mapping[str, Any], now: float) -> int:
-        row = {name: _encode(name, value) for name, value in values.items()} | {"updated_at": now}
+    def _update(conn: sqlite3.Connection, job_id: str, columns: Mapping[str, Any], now: float) -> int:
+        row = {**columns, "updated_at": now}
         assignments = ", ".join(f"{name} = :{name}" for name in row)
         try:
             cur = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = :_id", {**row, "_id": job_id})
@@ -604,6 +613,12 @@ class JobStore:
             (job_id, old.value if old else None, new.value, reason, now),
         )
 
+    def _set(self, job_id: str, columns: Mapping[str, Any]) -> JobRecord:
+        with self._tx() as conn:
+            if self._update(conn, job_id, columns, self._clock()) == 0:
+                raise UnknownJob(job_id)
+            return self._must_get(job_id)
+
     def _one(self, column: str, value: str) -> JobRecord | None:
         rows = self._query(f"{_SELECT_JOBS} WHERE {column} = ?", (value,))
         return _record(rows[0]) if rows else None
@@ -613,3 +628,23 @@ class JobStore:
         if record is None:
             raise UnknownJob(job_id)
         return record
+
+
+_JOB_COUNTS_SQL = """
+    SELECT COALESCE(json_extract(plan, '$.scheduler'), 'plain'), COALESCE(partition, ''), state, COUNT(*)
+    FROM jobs GROUP BY 1, 2, 3
+"""
+
+
+def job_counts_reader(db_path: str | os.PathLike[str]) -> Callable[[], list[tuple[str, str, str, int]]]:
+    """(scheduler, partition, state, count) rows of a state database, read-only (see JobStore)."""
+    uri = Path(db_path).resolve().as_uri() + "?mode=ro"
+
+    def read() -> list[tuple[str, str, str, int]]:
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+        try:
+            return [(str(a), str(b), str(c), int(n)) for a, b, c, n in conn.execute(_JOB_COUNTS_SQL)]
+        finally:
+            conn.close()
+
+    return read

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from burst_agent.arith import ceil_div
 from burst_agent.command_wrapper import build_command, scheduler_environment
+from burst_agent.dialects.registry import dialect
 from burst_agent.dialects.script import parse_script
 from burst_agent.model import CatalogueError, Coretype
 from burst_agent.request import JobRequest, ParsedScript, ScriptWarning, TranslateError
@@ -251,13 +252,14 @@ def translate(
     name = req.job_name or job_name_hint or DEFAULT_JOB_NAME
     ids = job_ids or {}
     job_id = ids.get("job_id") or req.job_id or "0"
+    scheduler = dialect(parsed.scheduler)
     sched_env = scheduler_environment(
-        req, parsed.scheduler, slots=choice.slots, cores_per_slot=choice.cores_per_slot,
+        req, scheduler.env, slots=choice.slots, cores_per_slot=choice.cores_per_slot,
         job_id=job_id, job_name=name, array_job_id=ids.get("array_job_id"),
     )
     command = build_command(
-        sched_env, parsed.interpreter, ntasks=req.ntasks, nodefile=parsed.scheduler == "pbs",
-        srun_shim=parsed.scheduler == "slurm",
+        sched_env, parsed.interpreter, ntasks=req.ntasks, nodefile=scheduler.nodefile,
+        srun_shim=scheduler.srun_shim,
     )
     analysis: dict[str, Any] = {
         "analysis": {"code": code, "version": version},

@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from burst_agent.commands.common import add_config_argument, ask_agent, load, reads_store
+from burst_agent.commands.common import add_config_argument, agent_unreachable, ask_agent, load, reads_store
 from burst_agent.config import Config
 
 
@@ -44,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
         found = _in_store(config.agent.state_db, args.job) if local else \
             _over_socket(config, args.job)
     except OSError as exc:
-        print(f"burst-agent cancel: cannot reach the agent at {config.agent.spool_dir}/agent.sock "
-              f"({exc.strerror or exc}); is it running?", file=sys.stderr)
-        return 1
+        return agent_unreachable("cancel", config, exc)
     if found is None:
         where = config.agent.state_db if local else "the jobs you own"
         print(f"burst-agent cancel: no job {args.job!r} in {where}", file=sys.stderr)

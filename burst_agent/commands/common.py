@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from burst_agent.config import Config, ConfigError, load_config
-
-DEFAULT_CONFIG = Path("/etc/burst-agent/config.yaml")
+from burst_agent.config import DEFAULT_CONFIG, Config, ConfigError, load_config
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +17,14 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def config_path(path: Path | None) -> Path | None:
+    """`path`, else the default file if it exists, else None (the built-in defaults)."""
+    return path if path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+
+
 def load_config_file(path: Path | None) -> Config:
     """The config at `path`, else the default file if it exists, else the built-in defaults."""
-    return load_config(path if path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None))
+    return load_config(config_path(path))
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -41,6 +44,13 @@ def reads_store(config: Config) -> bool:
     db = Path(config.agent.state_db)
     here = os.access(db.parent, os.W_OK | os.X_OK)
     return here and (os.access(db, os.R_OK | os.W_OK) if db.exists() else True)
+
+
+def agent_unreachable(command: str, config: Config, exc: OSError) -> int:
+    """Say on stderr that the agent's socket did not answer; the exit code."""
+    print(f"burst-agent {command}: cannot reach the agent at {config.agent.spool_dir}/agent.sock "
+          f"({exc.strerror or exc}); is it running?", file=sys.stderr)
+    return 1
 
 
 def ask_agent(config: Config, message: dict[str, Any]) -> dict[str, Any]:

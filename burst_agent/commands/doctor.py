@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from burst_agent.commands.common import DEFAULT_CONFIG, add_config_argument
+from burst_agent.commands.common import add_config_argument, config_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,8 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from burst_agent import doctor
 
-    path = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    results = doctor.run_checks(doctor.Context(path))
+    results = doctor.run_checks(doctor.Context(config_path(args.config)))
     counts = {s: sum(r.status == s for _, r in results) for s in ("ok", "warning", "failed")}
     print(doctor.render_report(results))
     print(f"\n{counts['ok']} ok, {counts['warning']} warning(s), {counts['failed']} failed")

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from burst_agent.agent import Agent
     from burst_agent.logsetup import configure
-    from burst_agent.pipeline.context import build_context
+    from burst_agent.pipeline.wiring import build_context
     from burst_agent.secret import TokenError
 
     config = load(args)

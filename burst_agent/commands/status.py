@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from burst_agent.commands.common import add_config_argument, ask_agent, load, reads_store
+from burst_agent.commands.common import add_config_argument, agent_unreachable, ask_agent, load, reads_store
 from burst_agent.config import Config
 
 COLUMNS = ("ID", "SCHED-JOB", "OWNER", "REMOTE", "STATE", "HARDWARE", "AGE", "COST", "EXIT", "TRANSFER")
@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
         views = _from_store(config.agent.state_db, args.all) if reads_store(config) else \
             _from_socket(config, args.all)
     except OSError as exc:
-        print(f"burst-agent status: cannot reach the agent at {config.agent.spool_dir}/agent.sock "
-              f"({exc.strerror or exc}); is it running?", file=sys.stderr)
-        return 1
+        return agent_unreachable("status", config, exc)
     if args.json:
         print(json.dumps(views, indent=1))
         return 0

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from burst_agent.dialects.common import Raw, array_spec, parse_count
+from burst_agent.dialects.common import SHARED_ACTIONS, Action, Raw, apply, array_spec, parse_count
 from burst_agent.dialects.prologue import Directive
-from burst_agent.dialects.slurm import export_list
-from burst_agent.dialects.units import UnitError, parse_pbs_memory, parse_pbs_time
+from burst_agent.dialects.units import parse_pbs_memory, parse_pbs_time
 from burst_agent.request import Location, TranslateError
 
 PREFIX = re.compile(r"\s*#PBS(?=\s|$)")
@@ -179,10 +177,6 @@ def _resources(raw: Raw, value: str, d: Directive) -> None:
             raw.set(argument, _value(action, name, val), d)
 
 
-def _text(raw: Raw, key: str, value: str, d: Directive) -> None:
-    raw.set(key, value, d)
-
-
 def _queue(raw: Raw, key: str, value: str, d: Directive) -> None:
     raw.set(key, value.partition("@")[0], d)
 
@@ -211,24 +205,15 @@ def _attribute(raw: Raw, key: str, value: str, d: Directive) -> None:
     raw.warn(d, f"ignored: {what}")
 
 
-_ACTIONS: dict[str, Callable[[Raw, str, str, Directive], None]] = {
-    "resources": lambda raw, _k, v, d: _resources(raw, v, d),
-    "text": _text, "queue": _queue, "path": _path, "join": _join, "array": _array, "shell": _shell,
-    "attribute": _attribute,
-    "export": lambda raw, _k, v, d: export_list(raw, v, d),
-    "flag": lambda raw, k, _v, d: raw.set(k, True, d),
-    "warn": lambda raw, message, _v, d: raw.warn(d, f"ignored: {message}"),
-    "ignore": lambda *_: None,
+_ACTIONS: dict[str, Action] = {
+    **SHARED_ACTIONS, "resources": lambda raw, _k, v, d: _resources(raw, v, d),
+    "queue": _queue, "path": _path, "join": _join, "array": _array, "shell": _shell, "attribute": _attribute,
 }
 
 
 def _apply(raw: Raw, letter: str, value: str, d: Directive) -> None:
     _takes, action, argument = OPTIONS[letter]
-    try:
-        _ACTIONS[action](raw, argument, value, d)
-    except (TranslateError, UnitError) as exc:
-        message = exc.message if isinstance(exc, TranslateError) else str(exc)
-        raise TranslateError(message, line=d.line, directive=d.text) from exc
+    apply(_ACTIONS[action], raw, argument, value, d)
 
 
 def parse(directives: list[Directive], raw: Raw) -> None:

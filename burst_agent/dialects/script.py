@@ -6,14 +6,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from burst_agent.dialects import pbs, slurm
-from burst_agent.dialects.common import Raw, apply_overrides, resolve
+from burst_agent.dialects.common import Raw, resolve
+from burst_agent.dialects.overrides import apply_overrides
 from burst_agent.dialects.prologue import scan, script_lines, shebang
+from burst_agent.dialects.record import Directives
+from burst_agent.dialects.registry import DIALECTS, UNMARKED
 from burst_agent.request import ParsedScript, ScriptWarning, TranslateError
 
-SCHEDULERS = ("auto", "slurm", "pbs")
+# The dialects a script's directives can be read in, by name.
+READABLE: dict[str, Directives] = {d.name: d.directives for d in DIALECTS.values() if d.directives}
+SCHEDULERS = ("auto", *READABLE)
 DEFAULT_SHELL = "/bin/bash"
-_DIALECTS = {"slurm": (slurm.PREFIX, slurm.parse, "#SBATCH"), "pbs": (pbs.PREFIX, pbs.parse, "#PBS")}
 _MODULE_LINE = re.compile(r"\s*(?:module\s+(?:load|add)|ml)\s+([^;&|#\n]*)")
 
 
@@ -30,8 +33,9 @@ def module_loads(lines: list[str]) -> tuple[str, ...]:
 def _detect(counts: dict[str, int]) -> str:
     present = [name for name, count in counts.items() if count]
     if len(present) > 1:
-        raise TranslateError("the script has both #SBATCH and #PBS directives: pass --scheduler")
-    return present[0] if present else "slurm"
+        tags = " and ".join(READABLE[name].tag for name in present)
+        raise TranslateError(f"the script has both {tags} directives: pass --scheduler")
+    return present[0] if present else UNMARKED.name
 
 
 def parse_script(
@@ -43,29 +47,31 @@ def parse_script(
     if text.startswith("\ufeff"):  # it would hide the #! line and so every directive after it
         raise TranslateError("the script starts with a byte order mark: save it without BOM", line=1)
     lines = script_lines(text)
-    scanned = {name: scan(lines, prefix) for name, (prefix, _parse, _tag) in _DIALECTS.items()}
+    scanned = {name: scan(lines, d.prefix) for name, d in READABLE.items()}
     if scheduler == "auto":
-        scheduler = _detect({name: len(d) for name, (d, _late) in scanned.items()})
+        scheduler = _detect({name: len(found) for name, (found, _late) in scanned.items()})
     raw = Raw()
+    own = READABLE[scheduler]
     directives, late = scanned[scheduler]
-    tag = _DIALECTS[scheduler][2]
     for number in late:
         raw.warnings.append(ScriptWarning(
-            number, lines[number - 1].strip(), f"{tag} after the first command is ignored (as in {scheduler})"
+            number, lines[number - 1].strip(),
+            f"{own.tag} after the first command is ignored (as in {scheduler})",
         ))
     for name, (other, _late) in scanned.items():
         if name != scheduler and other:
-            raw.warn(None, f"{len(other)} {_DIALECTS[name][2]} directive(s) ignored in a {scheduler} job")
-    _DIALECTS[scheduler][1](directives, raw)
+            raw.warn(None, f"{len(other)} {READABLE[name].tag} directive(s) ignored in a {scheduler} job")
+    own.parse(directives, raw)
     if request_overrides is not None:
         apply_overrides(raw, request_overrides)
-    request = resolve(raw, omp_from_cpus=scheduler == "pbs")
-    # PBS runs the script with -S SHELL when given; otherwise the #! line is honoured.
+    request = resolve(raw, omp_from_cpus=own.omp_from_cpus)
+    # A shell the directives name (PBS -S) wins; otherwise the #! line is honoured.
     interpreter = (request.shell,) if request.shell else shebang(lines)
     if interpreter is None:
         interpreter = (DEFAULT_SHELL,)
-        if scheduler == "slurm":
-            raw.warn(None, f"no #! line (sbatch requires one): running with {interpreter[0]}")
+        if own.shebang_required_by:
+            raw.warn(None, f"no #! line ({own.shebang_required_by} requires one): running with "
+                           f"{DEFAULT_SHELL}")
     return ParsedScript(
         scheduler=scheduler,
         request=request,

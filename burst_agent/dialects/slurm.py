@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
-from burst_agent.dialects.common import Raw, array_spec, parse_count
+from burst_agent.dialects.common import SHARED_ACTIONS, Action, Raw, apply, array_spec, parse_count
 from burst_agent.dialects.prologue import Directive
-from burst_agent.dialects.units import BLANKS, UnitError, parse_slurm_memory, parse_slurm_time, shown
+from burst_agent.dialects.units import BLANKS, parse_slurm_memory, parse_slurm_time, shown
 from burst_agent.request import TranslateError
 
 PREFIX = re.compile(r"#SBATCH(?=\s|$)")
@@ -154,56 +153,19 @@ def _gres(raw: Raw, key: str, value: str, d: Directive) -> None:
         _set_gpus(raw, key, rest, d, count_optional=True)
 
 
-def _text(raw: Raw, key: str, value: str, d: Directive) -> None:
-    raw.set(key, value, d)
-
-
-def _flag(raw: Raw, key: str, value: str, d: Directive) -> None:
-    raw.set(key, True, d)
-
-
 def _array(raw: Raw, key: str, value: str, d: Directive) -> None:
     raw.set(key, array_spec(value, "0-15, 1,3,5 or 0-15:2%4"), d)
 
 
-def export_list(raw: Raw, value: str, d: Directive) -> None:
-    """`ALL`, `NONE` or VAR=value items: values given here are sent; bare names cannot be."""
-    env = dict(raw.get("environment", {}))
-    for item in (i.strip() for i in value.split(",")):
-        name, eq, val = item.partition("=")
-        if eq and name:
-            env[name] = val
-        elif item.upper() not in ("ALL", "NONE", "NIL", ""):
-            raw.warn(d, f"{item} is not sent (its value lives on the submit host); give {item}=value")
-    raw.set("environment", env, d)
-
-
-def _export(raw: Raw, key: str, value: str, d: Directive) -> None:
-    export_list(raw, value, d)
-
-
-def _warn(raw: Raw, message: str, value: str, d: Directive) -> None:
-    raw.warn(d, f"ignored: {message}")
-
-
-def _ignore(raw: Raw, key: str, value: str, d: Directive) -> None:
-    return None
-
-
-_ACTIONS: dict[str, Callable[[Raw, str, str, Directive], None]] = {
-    "nodes": _nodes, "count": _count, "memory": _memory, "time": _time, "gres": _gres,
-    "gpus": _gpus, "text": _text, "flag": _flag, "array": _array, "export": _export,
-    "warn": _warn, "ignore": _ignore,
+_ACTIONS: dict[str, Action] = {
+    **SHARED_ACTIONS, "nodes": _nodes, "count": _count, "memory": _memory, "time": _time, "gres": _gres,
+    "gpus": _gpus, "array": _array,
 }
 
 
 def _apply(raw: Raw, name: str, value: str, d: Directive) -> None:
     _short, _arity, action, argument = OPTIONS[name]
-    try:
-        _ACTIONS[action](raw, argument, value, d)
-    except (TranslateError, UnitError) as exc:
-        message = exc.message if isinstance(exc, TranslateError) else str(exc)
-        raise TranslateError(message, line=d.line, directive=d.text) from exc
+    apply(_ACTIONS[action], raw, argument, value, d)
 
 
 def _take_value(words: list[str], d: Directive, option: str) -> str:

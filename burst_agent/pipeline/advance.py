@@ -10,8 +10,8 @@ from burst_agent.pipeline.cancel import cancel_step
 from burst_agent.pipeline.collect import collect
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.intake import translate_job
-from burst_agent.pipeline.submit import create, stage_inputs, tag_assign_submit
-from burst_agent.store import JobRecord
+from burst_agent.pipeline.submit import assign_project, create, stage_inputs, submit, tag
+from burst_agent.record import JobRecord
 
 Step = Callable[[Context, JobRecord], JobRecord]
 
@@ -21,16 +21,23 @@ def _stage(ctx: Context, job: JobRecord) -> JobRecord:
     return stage_inputs(ctx, job)
 
 
-def _staging_in(ctx: Context, job: JobRecord) -> JobRecord:
-    return corecap.admit(ctx, job, create) if job.input_file_ids else _stage(ctx, job)
+def _admit(ctx: Context, job: JobRecord) -> JobRecord:
+    return corecap.admit(ctx, job, create)
 
 
-# The agent's own work per state; SUBMITTED/QUEUED/RUNNING move only when the watch sees Rescale move.
+# The agent's own work per state. The remote-active states move only when the watch sees Rescale move
+# (or, with a cancel, through cancel_step); the terminal states have no step.
 STEPS: dict[JobState, Step] = {
     JobState.RECEIVED: translate_job,
     JobState.TRANSLATED: _stage,
-    JobState.STAGING_IN: _staging_in,
-    JobState.CREATED: tag_assign_submit,
+    JobState.STAGING_IN: _stage,
+    JobState.STAGED: _admit,
+    JobState.HELD: _admit,
+    JobState.CREATING: create,
+    JobState.CREATED: tag,
+    JobState.TAGGED: assign_project,
+    JobState.PROJECT_SET: submit,
+    JobState.SUBMITTING: submit,
     JobState.STAGING_OUT: collect,
 }
 ACTIONABLE: frozenset[JobState] = frozenset(STEPS)

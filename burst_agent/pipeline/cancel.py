@@ -4,28 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from burst_agent.lifecycle import REMOTE_ACTIVE, JobState
+from burst_agent.ledger import JobLedger
+from burst_agent.lifecycle import LOCAL_ONLY, UNSUBMITTED, JobState
 from burst_agent.pipeline.context import Context
+from burst_agent.record import JobRecord
 from burst_agent.rescale.errors import NotFoundError
-from burst_agent.store import JobRecord, JobStore, UnknownJob
+from burst_agent.store import UnknownJob
 
-# Before a create was even attempted nothing can run remotely: the job can end at once.
-_LOCAL_ONLY = frozenset({JobState.RECEIVED, JobState.TRANSLATED, JobState.STAGING_IN})
+_STOP = ("stop_job", JobState.STOPPING, "info", "remote stop requested")
+_FORCE = ("force_stop_job", JobState.FORCE_STOPPING, "warning",
+          "still running after the grace period: force stop requested")
+# Cancel in a live remote state: the call to send, the state it leads to, and how it is logged.
+STOPS: dict[JobState, tuple[str, JobState, str, str]] = {
+    JobState.SUBMITTED: _STOP, JobState.QUEUED: _STOP, JobState.RUNNING: _STOP,
+    JobState.STOPPING: _FORCE, JobState.FORCE_STOPPING: _FORCE,
+}
+# A stop already sent waits out agent.stop_grace_s (from entering its state) before the next one.
+_AFTER_GRACE = frozenset({JobState.STOPPING, JobState.FORCE_STOPPING})
 
 
-def request_cancel(store: JobStore, job_ref: str, now: float) -> JobRecord:
+def request_cancel(store: JobLedger, job_ref: str, now: float) -> JobRecord:
     """Mark a job (local id or spool entry name) for cancellation; the agent acts on its next tick."""
     job = store.get(job_ref) or store.by_entry(job_ref)
     if job is None:
         raise UnknownJob(job_ref)
     if job.terminal or job.cancel_requested_at is not None:
         return job
-    return store.update(job.id, cancel_requested_at=now)
+    return store.request_cancel(job.id, now)
 
 
 def _end(ctx: Context, job: JobRecord, reason: str) -> JobRecord:
     job = ctx.finish(job, JobState.CANCELLED, reason)
-    ctx.spool.retire(job.entry)
     ctx.job_log(job).info("job cancelled", reason=reason)
     return job
 
@@ -56,11 +65,10 @@ def end_vanished(ctx: Context, job: JobRecord) -> JobRecord:
     if current.cancel_requested_at is not None:
         reason = f"cancelled; {reason}"
         job = ctx.finish(current, JobState.CANCELLED, reason, failure_reason=reason)
-        ctx.spool.retire(job.entry)
         ctx.job_log(job).info("job cancelled", reason=reason)
         return job
-    job = ctx.finish(current, JobState.FAILED, reason, reason_class="remote", failure_reason=reason)
-    ctx.spool.quarantine(job.entry, reason)
+    job = ctx.finish(current, JobState.FAILED, reason, reason_class="remote", failure_reason=reason,
+                     quarantine=True)
     ctx.job_log(job).warning("job failed", reason=reason)
     return job
 
@@ -86,24 +94,24 @@ def ended_if_gone(ctx: Context, job: JobRecord, call: Callable[[], None]) -> Job
 
 
 def cancel_step(ctx: Context, job: JobRecord) -> JobRecord:
-    """One step towards CANCELLED; remote jobs end through watch + collect once Rescale stops them."""
+    """One step towards CANCELLED; remote jobs end through watch + collect once Rescale stops them.
+
+    CREATING and SUBMITTING first finish their step (advance runs it next): only then is it known
+    whether a remote job exists, or was submitted.
+    """
     remote_id = job.remote_job_id
-    if job.state in _LOCAL_ONLY and job.create_attempted_at is None:
+    if job.state in LOCAL_ONLY:
         return _end(ctx, job, "cancelled before the remote job existed")
-    if remote_id and job.state is JobState.CREATED and job.submit_attempted_at is None:
+    if remote_id and job.state in UNSUBMITTED:
         ended = ended_if_gone(ctx, job, lambda: ctx.client.delete_job(remote_id))
         return ended or _end(ctx, job, "cancelled before submit; the saved remote job was deleted")
-    if remote_id and job.state in REMOTE_ACTIVE:
-        if job.stop_requested_at is None:
-            ended = ended_if_gone(ctx, job, lambda: ctx.client.stop_job(remote_id))
-            if ended is not None:
-                return ended
-            ctx.job_log(job).info("remote stop requested")
-            return ctx.store.update(job.id, stop_requested_at=ctx.clock())
-        if ctx.clock() - job.stop_requested_at > ctx.config.agent.stop_grace_s:
-            ended = ended_if_gone(ctx, job, lambda: ctx.client.force_stop_job(remote_id))
-            if ended is not None:
-                return ended
-            ctx.job_log(job).warning("still running after the grace period: force stop requested")
-            return ctx.store.update(job.id, stop_requested_at=ctx.clock())
-    return job
+    if not remote_id or job.state not in STOPS:
+        return job
+    if job.state in _AFTER_GRACE and ctx.clock() - job.entered_at <= ctx.config.agent.stop_grace_s:
+        return job
+    call, then, level, message = STOPS[job.state]
+    ended = ended_if_gone(ctx, job, lambda: getattr(ctx.client, call)(remote_id))
+    if ended is not None:
+        return ended
+    getattr(ctx.job_log(job), level)(message)
+    return ctx.transition(job, then, message)

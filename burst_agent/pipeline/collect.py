@@ -18,8 +18,9 @@ from burst_agent.command_wrapper import EXIT_CODE_FILE
 from burst_agent.lifecycle import SUCCESS_REASONS, JobState, failure_reason
 from burst_agent.pipeline.cancel import ended_if_gone
 from burst_agent.pipeline.context import REMOTE_LOG, Context
+from burst_agent.pipeline.errors import PermanentJobError
 from burst_agent.pipeline.progress import TransferProgress
-from burst_agent.pipeline.submit import PermanentJobError
+from burst_agent.record import JobRecord, plan_of
 from burst_agent.rescale.errors import SizeMismatchError, TransientError
 from burst_agent.staging.jobplan import CONTROL_FILES
 from burst_agent.staging.outputs import (
@@ -34,7 +35,6 @@ from burst_agent.staging.outputs import (
     select_outputs,
 )
 from burst_agent.staging.safepath import display
-from burst_agent.store import JobRecord
 
 SKIP = DEFAULT_SKIP | CONTROL_FILES | {REMOTE_LOG}
 T = TypeVar("T")
@@ -177,16 +177,16 @@ def _exit_code(ctx: Context, remote: RemoteFile | None) -> int | None:
 
 
 def _finish_log(ctx: Context, job: JobRecord, remote: RemoteFile | None) -> JobRecord:
-    if remote is None or remote.size <= job.log_offset:
+    offset = job.progress.log_offset
+    if remote is None or remote.size <= offset:
         return job
     data = fetch_small(ctx, remote)
-    append_log(job.stdout_path, data[job.log_offset :])
-    return ctx.store.update(job.id, log_offset=len(data))
+    append_log(plan_of(job).stdout_path, data[offset:])
+    return ctx.store.record_progress(job.id, log_offset=len(data))
 
 
 def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome) -> StageOutReport:
-    selection = select_outputs(files, (job.job_spec or {}).get("input_md5", {}), skip=SKIP)
-    assert job.output_dir is not None  # narrowing: every recorded job has an output dir
+    selection = select_outputs(files, job.inputs.md5s if job.inputs else {}, skip=SKIP)
     items = [item for item in selection.items if not outcome.given_up(str(item.rel))]
 
     tracker = TransferProgress(ctx.store, job.id)
@@ -209,7 +209,7 @@ def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome)
         items,
         download=download,
         concurrency=ctx.config.staging.download_concurrency,
-        root=Path(job.output_dir),
+        root=Path(plan_of(job).output_dir),
         margin_bytes=ctx.config.staging.free_space_margin_bytes,
     )
     outcome.refused += report.refused + selection.refused
@@ -219,15 +219,16 @@ def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome)
     return report
 
 
-def _final(job: JobRecord, exit_code: int | None) -> tuple[JobState, str | None, str | None]:
-    """(final state, reason, failure class for metrics).
+def final_state(cancelled: bool, remote_reason: str | None, exit_code: int | None
+                ) -> tuple[JobState, str | None, str | None]:
+    """(final state, reason, failure class for metrics) of a job whose remote run ended.
 
     A stop nobody here asked for (someone in Rescale's web UI) fails the job under the "cancelled"
     class, with Rescale's own words first: the exit code (143 after a SIGTERM) only says how it died.
     """
-    if job.cancel_requested_at is not None:
+    if cancelled:
         return JobState.CANCELLED, "cancelled on request", None
-    said = (job.remote_status_reason or "").strip()
+    said = (remote_reason or "").strip()
     hidden = failure_reason(said)
     if hidden:
         return JobState.FAILED, f"Rescale: {hidden}", "remote"
@@ -246,13 +247,13 @@ def _final(job: JobRecord, exit_code: int | None) -> tuple[JobState, str | None,
 def _require_output_dir(job: JobRecord) -> None:
     """A job dir deleted while the job ran is not coming back: fail the job rather than retry forever.
     (Other errors, e.g. a stale NFS handle, stay retryable.)"""
-    assert job.output_dir is not None  # narrowing: every recorded job has an output dir
+    output_dir = plan_of(job).output_dir
     try:
-        problem = None if stat.S_ISDIR(os.stat(job.output_dir).st_mode) else "is no longer a directory"
+        problem = None if stat.S_ISDIR(os.stat(output_dir).st_mode) else "is no longer a directory"
     except (FileNotFoundError, NotADirectoryError):
         problem = "no longer exists"
     if problem:
-        reason = f"output directory {job.output_dir} {problem}; the outputs stay on Rescale with job " \
+        reason = f"output directory {output_dir} {problem}; the outputs stay on Rescale with job " \
                  f"{job.remote_job_id}"
         raise PermanentJobError(reason, stage="stage_out")
 
@@ -277,7 +278,7 @@ def _report(ctx: Context, job: JobRecord, outcome: _Outcome) -> list[str]:
             notes.append(f"burst-agent: ... and {len(problems) - NAMES_SHOWN} more outputs {verdict}\n")
         if problems:
             reasons.append(f"outputs {verdict}: {_names(problems, reasons=verdict != 'refused')}")
-    append_log(job.stdout_path, "".join(notes).encode())
+    append_log(plan_of(job).stdout_path, "".join(notes).encode())
     return reasons
 
 
@@ -305,11 +306,11 @@ def collect(ctx: Context, job: JobRecord) -> JobRecord:
     if outcome.retry:
         raise StageOutIncomplete(_names(outcome.retry))
     FAILURES.forget(job.id)
-    state, reason, reason_class = _final(job, exit_code)
+    state, reason, reason_class = final_state(job.cancel_requested_at is not None, job.remote.reason,
+                                              exit_code)
     reason = "; ".join(filter(None, [reason, *_report(ctx, job, outcome)])) or None
     job = ctx.finish(job, state, reason or "outputs collected", reason_class=reason_class,
                      exit_code=exit_code, failure_reason=reason)
     log.info("job finished", state=state.value, exit_code=exit_code, outputs=len(report.done),
              unchanged=len(report.unchanged), refused=len(outcome.refused), lost=len(outcome.lost))
-    ctx.spool.retire(job.entry)
     return job

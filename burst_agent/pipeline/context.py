@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burst_agent.config import Config
+from burst_agent.ledger import JobLedger
 from burst_agent.lifecycle import JobState
 from burst_agent.metrics import Metrics
 from burst_agent.model import Coretype
+from burst_agent.record import JobRecord, Result, StateChange
 from burst_agent.rescale.client import RescaleClient
 from burst_agent.spool import Spool
-from burst_agent.store import JobRecord, JobStore
 from burst_agent.translate import load_catalogue
 
 CATALOGUE_TTL_S = 3600.0
@@ -52,49 +53,43 @@ class Context:
 
     config: Config
     client: RescaleClient
-    store: JobStore
+    store: JobLedger
     spool: Spool
     catalogue: Catalogue
     log: Any
     clock: Callable[[], float] = time.time
     metrics: Metrics = field(default_factory=Metrics)
 
-    def finish(
-        self, job: JobRecord, state: JobState, reason: str, *, reason_class: str | None = None, **fields: Any
-    ) -> JobRecord:
-        """The one way a job ends: the final transition and its metrics (failure class, see metrics)."""
-        failed_from = job.state
-        job = self.store.transition(job.id, state, reason, **fields)
-        self.metrics.job_finished(state, reason_class, failed_from=failed_from)
+    subscribers: list[Callable[[StateChange], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.subscribers.insert(0, self.metrics.on_state_change)
+
+    def transition(self, job: JobRecord, state: JobState, reason: str, *, reason_class: str | None = None,
+                   **changes: Any) -> JobRecord:
+        """Every stage's state change: persisted, then told to the subscribers."""
+        moved = self.store.transition(job.id, state, reason, **changes)
+        change = StateChange(moved, job.state, reason_class)
+        for subscriber in self.subscribers:
+            subscriber(change)
+        return moved
+
+    def finish(self, job: JobRecord, state: JobState, reason: str, *, reason_class: str | None = None,
+               exit_code: int | None = None, failure_reason: str | None = None,
+               quarantine: bool = False) -> JobRecord:
+        """The one way a job ends: the final transition (its result), the spool entry retired, or
+        quarantined with `reason` when the entry itself could not run (`quarantine`), subscribers told."""
+        job = self.transition(job, state, reason, reason_class=reason_class,
+                              result=Result(exit_code, failure_reason))
+        if quarantine:
+            self.spool.quarantine(job.entry, reason)
+        else:
+            self.spool.retire(job.entry)
         return job
 
     def job_log(self, job: JobRecord) -> Any:
         """A logger carrying the job's ids on every line."""
         return self.log.bind(
-            job=job.id, entry=job.entry, remote_job=job.remote_job_id, scheduler_job=job.scheduler_job_id
+            job=job.id, entry=job.entry, remote_job=job.remote_job_id,
+            scheduler_job=job.origin.scheduler_job_id,
         )
-
-
-def build_context(config: Config, *, log: Any | None = None, **client_options: Any) -> Context:
-    """Wire the real collaborators from a config: token, client, store, spool, catalogue."""
-    from burst_agent.logsetup import get_logger, register_secret
-    from burst_agent.secret import TokenSource, load_token
-
-    api = config.api
-    token = load_token(TokenSource(credential_name=api.token_credential, file=api.token_file,
-                                   env_var=api.token_env))
-    register_secret(token.reveal())
-    metrics = Metrics(per_user_labels=config.metrics.per_user_labels, partitions=config.metrics.partitions)
-    client = RescaleClient.from_config(api, token, on_request=metrics.observe_request, **client_options)
-    store = JobStore(config.agent.state_db)
-    spool = Spool(config.agent.spool_dir).ensure()
-    metrics.watch_budgets(client.budgets)
-    metrics.watch_store(store)
-    metrics.watch_spool(lambda: len(spool.list_incoming()))
-    ctx = Context(config=config, client=client, store=store, spool=spool,
-                  catalogue=Catalogue(fetch=client.list_coretypes), log=log or get_logger(),
-                  metrics=metrics)
-    from burst_agent.pipeline.corecap import cloud_cores  # corecap imports this module
-
-    metrics.watch_cloud_cores(lambda: cloud_cores(ctx))
-    return ctx

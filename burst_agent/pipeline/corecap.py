@@ -3,7 +3,7 @@
 A job counts against `agent.max_cloud_cores` with the coresPerSlot x slots of the body the agent
 sends, from the moment its create is attempted until it is final. Before a create, the gate checks
 and reserves under one lock, so parallel workers cannot together pass the cap. A job that does not
-fit waits in STAGING_IN (not a failure: no backoff) and is tried again at the next dispatch.
+fit waits in HELD (not a failure: no backoff) and is tried again at the next dispatch.
 
 Order: first come, first served. A job goes only if it fits together with every older job waiting
 at the gate, so the oldest waiting job is never passed by a younger one and cannot starve. The price:
@@ -19,54 +19,51 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from burst_agent.lifecycle import JobState
+from burst_agent.ledger import JobLedger
+from burst_agent.lifecycle import HOLDS_CORES, JobState
 from burst_agent.pipeline.collect import append_log
 from burst_agent.pipeline.context import Context
-from burst_agent.pipeline.submit import PermanentJobError
-from burst_agent.store import JobRecord, JobStore
+from burst_agent.pipeline.errors import PermanentJobError
+from burst_agent.record import JobRecord, Result, plan_of
 
 Step = Callable[[Context, JobRecord], JobRecord]
 
-WAIT_KEY = "cloud_cores_wait"  # in job_spec while the job waits: {"reason", "since", "needs"}
-# STAGING_OUT still holds cores: Rescale reports "Completed" before "Shutting down cluster ..." and
-# "Cluster stopped" (API document, the job's extended log).
-HOLDING: frozenset[JobState] = frozenset({
-    JobState.STAGING_IN, JobState.CREATED, JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING,
-    JobState.STAGING_OUT,
-})
+# Inputs staged, no create attempted yet: waiting for (or about to take) cores.
+AT_GATE: frozenset[JobState] = frozenset({JobState.STAGED, JobState.HELD})
+# What one snapshot reads: the jobs holding cores (STAGING_OUT among them: Rescale reports "Completed"
+# before "Shutting down cluster ..." and "Cluster stopped") and those at the gate.
+SNAPSHOT_STATES: frozenset[JobState] = HOLDS_CORES | AT_GATE
 # A held job is asked again at every dispatch (about every second): one store read serves them all.
 SNAPSHOT_TTL_S = 1.0
-LICENSE_NAME = "rescale_cores"
 
 # -- pure ---------------------------------------------------------------------------------------------
 
 
 def provisioned_cores(job: JobRecord) -> int:
-    """coresPerSlot x slots of each analysis in the body sent to Rescale (the record's shape if none)."""
-    analyses = ((job.job_spec or {}).get("body") or {}).get("jobanalyses") or []
+    """coresPerSlot x slots of each analysis in the body sent to Rescale (the plan's shape if none)."""
+    if job.plan is None:
+        return 0
     total = 0
-    for analysis in analyses:
+    for analysis in job.plan.body.get("jobanalyses") or []:
         hardware = analysis.get("hardware") or {}
         total += int(hardware.get("coresPerSlot") or 0) * int(hardware.get("slots") or 1)
-    return total or (job.cores_per_slot or 0) * (job.slots or 1)
+    return total or job.plan.cores
 
 
 def holds_cores(job: JobRecord) -> bool:
     """Counted against the cap: a create was attempted (or a remote job exists) and it is not final."""
-    return job.state in HOLDING and (job.create_attempted_at is not None or job.remote_job_id is not None)
+    return job.state in HOLDS_CORES
 
 
 def at_gate(job: JobRecord) -> bool:
     """Inputs staged, no create attempted yet, not being cancelled: waiting for (or about to take) cores."""
-    return (job.state is JobState.STAGING_IN and bool(job.input_file_ids)
-            and job.create_attempted_at is None and job.cancel_requested_at is None)
+    return job.state in AT_GATE and job.cancel_requested_at is None
 
 
 def waiting(job: JobRecord) -> bool:
     """The job is held at the gate (advance stops here until the next dispatch)."""
-    return at_gate(job) and WAIT_KEY in (job.job_spec or {})
+    return job.state is JobState.HELD
 
 
 @dataclass(frozen=True)
@@ -132,7 +129,7 @@ def decide(snap: Snapshot, reserved: dict[str, int], job: JobRecord, cap: int | 
 class CoreGate:
     """Check-and-reserve under one lock; a reservation lasts until the store shows the create attempt."""
 
-    def __init__(self, store: JobStore, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: JobLedger, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.clock = clock
         self._lock = threading.Lock()
@@ -142,7 +139,7 @@ class CoreGate:
 
     def _fresh(self) -> Snapshot:
         if self._snapshot is None or self.clock() - self._taken_at > SNAPSHOT_TTL_S:
-            self._snapshot = Snapshot.of(self.store.jobs(HOLDING))
+            self._snapshot = Snapshot.of(self.store.jobs(SNAPSHOT_STATES))
             self._taken_at = self.clock()
         return self._snapshot
 
@@ -162,16 +159,16 @@ class CoreGate:
 
     def in_use(self) -> int:
         """Cores counted against the cap now, read fresh from the store (for metrics)."""
-        snap = Snapshot.of(self.store.jobs(HOLDING))
+        snap = Snapshot.of(self.store.jobs(SNAPSHOT_STATES))
         with self._lock:
             return sum({**snap.holding, **self._reserved}.values())
 
 
-_GATES: weakref.WeakKeyDictionary[JobStore, CoreGate] = weakref.WeakKeyDictionary()
+_GATES: weakref.WeakKeyDictionary[JobLedger, CoreGate] = weakref.WeakKeyDictionary()
 _GATES_LOCK = threading.Lock()
 
 
-def gate_for(store: JobStore) -> CoreGate:
+def gate_for(store: JobLedger) -> CoreGate:
     """The one gate of this store in this process."""
     with _GATES_LOCK:
         gate = _GATES.get(store)
@@ -195,10 +192,8 @@ def refuse_oversized(ctx: Context, job: JobRecord) -> None:
 def admit(ctx: Context, job: JobRecord, create: Step) -> JobRecord:
     """Run `create` if the job's cores fit under agent.max_cloud_cores now; else hold the job."""
     cap = ctx.config.agent.max_cloud_cores
-    if job.create_attempted_at is not None:  # counted since its first attempt: reconcile or retry
-        return create(ctx, job)
     if cap is None:  # no cap (perhaps since a reload): nothing to count
-        return create(ctx, _clear_wait(ctx, job))
+        return create(ctx, _leave_hold(ctx, job))
     gate = gate_for(ctx.store)
     decision = gate.try_reserve(job, cap)
     if decision.too_big:
@@ -206,36 +201,29 @@ def admit(ctx: Context, job: JobRecord, create: Step) -> JobRecord:
     if not decision.admit:
         return _hold(ctx, job, decision)
     try:
-        return create(ctx, _clear_wait(ctx, job))
+        return create(ctx, _leave_hold(ctx, job))
     finally:
         gate.release(job.id)
 
 
 def _hold(ctx: Context, job: JobRecord, decision: Decision) -> JobRecord:
-    """Record why the job waits (updated when the numbers change); tell the user once."""
-    spec = dict(job.job_spec or {})
-    previous = spec.get(WAIT_KEY)
+    """STAGED -> HELD with why (the reason is updated when the numbers change); tell the user once."""
     reason = waiting_reason(decision)
-    if previous and previous.get("reason") == reason:
-        return job
-    since = previous["since"] if previous else ctx.clock()
-    spec[WAIT_KEY] = {"reason": reason, "since": since, "needs": decision.needs}
-    job = ctx.store.update(job.id, job_spec=spec)
-    if previous is None:
-        log = ctx.job_log(job)
-        log.info("waiting for cloud cores", needs=decision.needs, in_use=decision.in_use,
-                 ahead=decision.ahead, cap=decision.cap)
-        try:
-            append_log(job.stdout_path, f"burst-agent: {reason}\n".encode())
-        except OSError as exc:  # said once or not at all: the record still shows the wait
-            log.warning("cannot write to the job's output file", error=str(exc))
+    if job.state is JobState.HELD:
+        return job if job.result.reason == reason else ctx.store.record_reason(job.id, reason)
+    job = ctx.transition(job, JobState.HELD, reason, result=Result(None, reason))
+    log = ctx.job_log(job)
+    log.info("waiting for cloud cores", needs=decision.needs, in_use=decision.in_use,
+             ahead=decision.ahead, cap=decision.cap)
+    try:
+        append_log(plan_of(job).stdout_path, f"burst-agent: {reason}\n".encode())
+    except OSError as exc:  # said once or not at all: the record still shows the wait
+        log.warning("cannot write to the job's output file", error=str(exc))
     return job
 
 
-def _clear_wait(ctx: Context, job: JobRecord) -> JobRecord:
-    spec = dict(job.job_spec or {})
-    wait: dict[str, Any] | None = spec.pop(WAIT_KEY, None)
-    if wait is None:
+def _leave_hold(ctx: Context, job: JobRecord) -> JobRecord:
+    if job.state is not JobState.HELD:
         return job
-    ctx.job_log(job).info("cloud cores free: creating", waited_s=round(ctx.clock() - wait["since"], 1))
-    return ctx.store.update(job.id, job_spec=spec)
+    ctx.job_log(job).info("cloud cores free: creating", waited_s=round(ctx.clock() - job.entered_at, 1))
+    return ctx.store.record_reason(job.id, None)

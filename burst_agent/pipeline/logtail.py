@@ -7,8 +7,8 @@ from burst_agent.pipeline.cancel import end_vanished, remote_gone
 from burst_agent.pipeline.collect import append_log
 from burst_agent.pipeline.context import REMOTE_LOG, Context
 from burst_agent.pipeline.watch import Claim
+from burst_agent.record import JobRecord, plan_of
 from burst_agent.rescale.errors import NotFoundError
-from burst_agent.store import JobRecord
 
 TAILS_PER_CYCLE = 50
 
@@ -39,13 +39,14 @@ class LogTailer:
         if run_id is None or job.remote_job_id is None:
             return job
         try:
-            data = ctx.client.read_run_file(job.remote_job_id, run_id, REMOTE_LOG, offset=job.log_offset)
+            offset = job.progress.log_offset
+            data = ctx.client.read_run_file(job.remote_job_id, run_id, REMOTE_LOG, offset=offset)
         except NotFoundError:  # not started yet, or just finished: collect appends the rest
             return job
         if not data:
             return job
-        append_log(job.stdout_path, data)
-        return ctx.store.update(job.id, log_offset=job.log_offset + len(data))
+        append_log(plan_of(job).stdout_path, data)
+        return ctx.store.record_progress(job.id, log_offset=offset + len(data))
 
     def cycle(self, ctx: Context, claim: Claim) -> None:
         """Tail executing jobs, at most TAILS_PER_CYCLE of them, taking turns (tails are job reads:
@@ -61,7 +62,7 @@ class LogTailer:
                 continue
             try:
                 job = ctx.store.get(job_id)
-                if job is not None and job.state is JobState.RUNNING and job.stdout_path:
+                if job is not None and job.state is JobState.RUNNING and job.plan and job.plan.stdout_path:
                     self.tail(ctx, job)
             except Exception as exc:  # a log hiccup must never stop the agent, nor another job's tail
                 ctx.log.warning("live log tail failed", job=job_id, error=str(exc),

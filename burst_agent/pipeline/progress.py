@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-from burst_agent.store import JobStore
+from burst_agent.ledger import JobLedger
 
 WRITE_EVERY_S = 1.0
 
@@ -14,7 +14,7 @@ WRITE_EVERY_S = 1.0
 class TransferProgress:
     """Sums the progress of several files moving at once (parallel downloads) into done/total bytes."""
 
-    def __init__(self, store: JobStore, job_id: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: JobLedger, job_id: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.job_id, self.clock = store, job_id, clock
         self._files: dict[Hashable, tuple[int, int]] = {}
         self._lock = threading.Lock()
@@ -32,10 +32,10 @@ class TransferProgress:
                     done_sum = sum(d for d, _ in self._files.values())
                     total_sum = sum(t for _, t in self._files.values())
             if due:
-                self.store.update(self.job_id, transfer_done=done_sum, transfer_total=total_sum)
+                self.store.record_progress(self.job_id, transfer_done=done_sum, transfer_total=total_sum)
 
         return update
 
     def finish(self) -> None:
         """Clear the figures: nothing is moving for this job any more."""
-        self.store.update(self.job_id, transfer_done=0, transfer_total=0)
+        self.store.record_progress(self.job_id, transfer_done=0, transfer_total=0)

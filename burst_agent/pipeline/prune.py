@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from burst_agent.ledger import JobLedger
 from burst_agent.spool import Spool
-from burst_agent.store import JobStore
 
 DAY_S = 86400.0
 
@@ -34,7 +34,7 @@ def _names(directory: Path) -> list[str]:
         return []
 
 
-def prune_spool(store: JobStore, spool: Spool, retention_days: float, now: float) -> PruneReport:
+def prune_spool(store: JobLedger, spool: Spool, retention_days: float, now: float) -> PruneReport:
     """Delete expired relay-job copies; `retention_days` 0 keeps everything."""
     report = PruneReport()
     if retention_days <= 0:
@@ -44,7 +44,7 @@ def prune_spool(store: JobStore, spool: Spool, retention_days: float, now: float
     def expired(entry: str) -> bool:
         job = store.by_entry(entry)
         return (job is not None and job.terminal and job.updated_at < cutoff
-                and (job.job_spec or {}).get("delivery") == "relay")
+                and job.plan is not None and job.plan.delivery == "relay")
 
     for name in _names(spool.logs):
         if name.endswith(".log") and expired(name.removesuffix(".log")):

@@ -15,37 +15,24 @@ from burst_agent import failpoints
 from burst_agent.command_wrapper import SCRIPT_NAME
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import Context
+from burst_agent.pipeline.errors import PermanentJobError
 from burst_agent.pipeline.progress import TransferProgress
+from burst_agent.record import Inputs, JobRecord, Plan, plan_of
 from burst_agent.relay import INPUT_BUNDLE, INPUT_MANIFEST
 from burst_agent.rescale.errors import NotFoundError, ValidationError
 from burst_agent.staging.bundle import InputChangedError, SendReader, placement_script, send, stage_in
 from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan, InputSelectionError
 from burst_agent.staging.jobplan import job_plan
 from burst_agent.staging.safepath import safe_relpath
-from burst_agent.store import JobRecord
 
-# job_spec keys: the cached large inputs this staging used ({file id: cache key}), and a flag set once
-# the inputs were staged again because some of those had vanished on Rescale.
-CACHED_INPUTS = "cached_inputs"
-RESTAGED = "inputs_restaged"
+RESTAGE_REASON = "cached inputs vanished on Rescale: staging them again"
 
 
-class PermanentJobError(Exception):
-    """The job cannot go on (bad inputs, a body Rescale refuses): it fails with this reason.
-
-    `stage` is the failure class metrics count it under (stage_in, create, ...).
-    """
-
-    def __init__(self, message: str, *, stage: str) -> None:
-        super().__init__(message)
-        self.stage = stage
-
-
-def _plan(ctx: Context, job: JobRecord, script_file: Path) -> InputPlan:
-    exclude = [Path(p) for p in (job.stdout_path, job.stderr_path) if p]
-    workdir = Path(job.workdir) if job.workdir else None
+def _input_plan(ctx: Context, plan: Plan, script_file: Path) -> InputPlan:
+    exclude = [Path(p) for p in (plan.stdout_path, plan.stderr_path) if p]
+    workdir = Path(plan.inputs_from) if plan.inputs_from else None
     try:
-        return job_plan(workdir, job.job_spec["script"], script_file, ctx.config.staging, exclude)
+        return job_plan(workdir, plan.script, script_file, ctx.config.staging, exclude)
     except (InputSelectionError, OSError) as exc:
         raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
 
@@ -137,8 +124,9 @@ def _prepared_inputs(
 
 def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
     """Upload the script and the selected inputs; the file ids are persisted before create uses them."""
+    plan = plan_of(job)
     if job.state is JobState.TRANSLATED:
-        job = ctx.store.transition(job.id, JobState.STAGING_IN, "uploading inputs")
+        job = ctx.transition(job, JobState.STAGING_IN, "uploading inputs")
     log = ctx.job_log(job)
     store = ctx.store
 
@@ -169,38 +157,36 @@ def stage_inputs(ctx: Context, job: JobRecord) -> JobRecord:
         ctx.metrics.transferred("upload", reader.size, time.monotonic() - started)
         return meta
 
-    if job.job_spec.get("delivery") == "relay":
+    if plan.delivery == "relay":
         file_ids, md5s, placement = _prepared_inputs(ctx, job, upload, cache_get, cache_put)
     else:
         with tempfile.TemporaryDirectory(prefix="burst-stage-", dir=ctx.spool.tmp) as tmp:
             script_file = Path(tmp) / SCRIPT_NAME
-            script_file.write_text(job.job_spec["script"], encoding="utf-8")
-            plan = _plan(ctx, job, script_file)
-            for warning in plan.warnings:
+            script_file.write_text(plan.script, encoding="utf-8")
+            selection = _input_plan(ctx, plan, script_file)
+            for warning in selection.warnings:
                 log.warning("input skipped", detail=warning)
             try:
-                result = stage_in(plan, upload=upload, cache_get=cache_get, cache_put=cache_put,
+                result = stage_in(selection, upload=upload, cache_get=cache_get, cache_put=cache_put,
                                   tmpdir=Path(tmp), owner_uid=job.owner_uid)
             except InputChangedError as exc:
                 raise PermanentJobError(f"inputs: {exc}", stage="stage_in") from exc
-        file_ids, md5s, placement = result.file_ids, result.input_md5, placement_script(plan)
-    # Only `id`: the remote command unpacks the bundle and places the large files (placement_script).
-    inputs = [{"id": fid} for fid in file_ids]
-    spec = {**job.job_spec, "input_files": inputs, "input_md5": md5s, "placement": placement,
-            CACHED_INPUTS: cached}
+        file_ids, md5s, placement = result.file_ids, result.input_md5, placement_script(selection)
     log.info("inputs staged", uploads=len(file_ids))
-    return store.update(job.id, job_spec=spec, input_file_ids=tuple(file_ids), transfer_done=0,
-                        transfer_total=0)
+    store.record_progress(job.id, transfer_done=0, transfer_total=0)
+    return ctx.transition(job, JobState.STAGED, f"{len(file_ids)} uploads",
+                          inputs=Inputs(tuple(file_ids), md5s, placement, cached))
 
 
 def create_body(job: JobRecord) -> dict[str, Any]:
     """The translated body with the staged input files and the placement of nested large files."""
-    spec = job.job_spec
-    body = dict(spec["body"])
+    inputs = job.inputs or Inputs((), {}, "", {})
+    body = dict(plan_of(job).body)
     analysis = dict(body["jobanalyses"][0])
-    analysis["inputFiles"] = spec.get("input_files", [])
-    if spec.get("placement"):
-        analysis["command"] = f"{spec['placement']}\n{analysis['command']}"
+    # Only `id`: the remote command unpacks the bundle and places the large files (placement_script).
+    analysis["inputFiles"] = [{"id": fid} for fid in inputs.file_ids]
+    if inputs.placement:
+        analysis["command"] = f"{inputs.placement}\n{analysis['command']}"
     body["jobanalyses"] = [analysis, *body["jobanalyses"][1:]]
     return body
 
@@ -226,21 +212,21 @@ def find_remote(ctx: Context, job: JobRecord) -> str | None:
 
 
 def create(ctx: Context, job: JobRecord) -> JobRecord:
-    """STAGING_IN -> CREATED: reconcile first if a create was already attempted, never create twice."""
+    """STAGED/HELD -> CREATING -> CREATED; in CREATING (an attempt was made) reconcile first."""
     log = ctx.job_log(job)
-    if job.create_attempted_at is not None:
+    if job.state is JobState.CREATING:
         remote_id = find_remote(ctx, job)
         if remote_id is not None:
             log.info("remote job reconciled after an interrupted create", remote_job=remote_id)
-            return ctx.store.transition(job.id, JobState.CREATED, "reconciled", remote_job_id=remote_id)
-    body = create_body(job)
-    job = ctx.store.update(job.id, create_attempted_at=ctx.clock())
+            return ctx.transition(job, JobState.CREATED, "reconciled", remote_job_id=remote_id)
+    else:
+        job = ctx.transition(job, JobState.CREATING, "creating")
     try:
-        remote = ctx.client.create_job(body)
+        remote = ctx.client.create_job(create_body(job))
     except ValidationError as exc:
         return _refused(ctx, job, exc)
     failpoints.hit("create.before_persist")
-    job = ctx.store.transition(job.id, JobState.CREATED, "created", remote_job_id=str(remote["id"]))
+    job = ctx.transition(job, JobState.CREATED, "created", remote_job_id=str(remote["id"]))
     ctx.job_log(job).info("remote job created")
     return job
 
@@ -248,7 +234,7 @@ def create(ctx: Context, job: JobRecord) -> JobRecord:
 def _vanished_cached_inputs(ctx: Context, job: JobRecord) -> dict[str, str]:
     """{file id: cache key} of the cached inputs Rescale no longer has (404, or isDeleted)."""
     gone: dict[str, str] = {}
-    for file_id, key in dict(job.job_spec.get(CACHED_INPUTS) or {}).items():
+    for file_id, key in (job.inputs.cached if job.inputs else {}).items():
         try:
             meta = ctx.client.get_file(str(file_id))
         except NotFoundError:
@@ -264,13 +250,12 @@ def _refused(ctx: Context, job: JobRecord, exc: ValidationError) -> JobRecord:
     gone = _vanished_cached_inputs(ctx, job)
     for key in gone.values():
         ctx.store.forget_upload(key)
-    retried = bool(job.job_spec.get(RESTAGED))
+    retried = any(t.from_state is JobState.CREATING and t.to_state is JobState.STAGING_IN
+                  for t in ctx.store.history(job.id))
     if gone and not retried:
         ctx.job_log(job).warning("cached inputs no longer exist on Rescale: uploading them again",
                                  files=sorted(gone))
-        spec = {k: v for k, v in job.job_spec.items() if k not in ("input_files", CACHED_INPUTS)}
-        return ctx.store.update(job.id, job_spec={**spec, RESTAGED: True}, input_file_ids=(),
-                                create_attempted_at=None)
+        return ctx.transition(job, JobState.STAGING_IN, RESTAGE_REASON, inputs=None)
     reason = f"Rescale refused the job: {exc}"
     if retried:
         reason += " (refused again after its vanished cached inputs were uploaded anew)"
@@ -282,27 +267,37 @@ def _already_submitted(ctx: Context, job: JobRecord) -> bool:
     return any(item.get("status") for item in ctx.client.job_statuses(job.remote_job_id))
 
 
-def tag_assign_submit(ctx: Context, job: JobRecord) -> JobRecord:
-    """CREATED -> SUBMITTED, resuming at the first step an interrupted run did not finish."""
+def tag(ctx: Context, job: JobRecord) -> JobRecord:
+    """CREATED -> TAGGED: the reconcile key as a tag on the remote job."""
+    assert job.remote_job_id is not None  # narrowing: CREATED jobs always carry it
+    ctx.client.add_tag(job.remote_job_id, job.reconcile_key)
+    return ctx.transition(job, JobState.TAGGED, "tagged")
+
+
+def assign_project(ctx: Context, job: JobRecord) -> JobRecord:
+    """TAGGED -> PROJECT_SET when the job's account maps to a project; else straight on to submit."""
+    assert job.remote_job_id is not None  # narrowing: TAGGED jobs always carry it
+    project, organization = plan_of(job).project, ctx.config.agent.organization
+    if not (project and organization):
+        return submit(ctx, job)
+    ctx.client.set_job_project(job.remote_job_id, project, organization=organization)
+    return ctx.transition(job, JobState.PROJECT_SET, f"project {project}")
+
+
+def submit(ctx: Context, job: JobRecord) -> JobRecord:
+    """-> SUBMITTING -> SUBMITTED; in SUBMITTING (an attempt was made) /statuses/ decides first."""
     remote_id = job.remote_job_id
-    assert remote_id is not None  # narrowing: CREATED jobs always carry it
-    if not job.tags_done:
-        ctx.client.add_tag(remote_id, job.reconcile_key)
-        job = ctx.store.update(job.id, tags_done=True)
-    organization = ctx.config.agent.organization
-    if job.project and organization and not job.project_done:
-        ctx.client.set_job_project(remote_id, job.project, organization=organization)
-        job = ctx.store.update(job.id, project_done=True)
-    if job.submit_attempted_at is not None and _already_submitted(ctx, job):
+    assert remote_id is not None  # narrowing: created jobs always carry it
+    if job.state is JobState.SUBMITTING and _already_submitted(ctx, job):
         ctx.job_log(job).info("remote job reconciled after an interrupted submit")
     else:
-        job = ctx.store.update(job.id, submit_attempted_at=ctx.clock())
+        if job.state is not JobState.SUBMITTING:
+            job = ctx.transition(job, JobState.SUBMITTING, "submitting")
         try:
             ctx.client.submit_job(remote_id)
         except ValidationError:
             if not _already_submitted(ctx, job):
                 raise
-    job = ctx.store.transition(job.id, JobState.SUBMITTED, "submitted")
-    ctx.metrics.job_submitted()
+    job = ctx.transition(job, JobState.SUBMITTED, "submitted")
     ctx.job_log(job).info("remote job submitted")
     return job

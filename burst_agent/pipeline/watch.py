@@ -1,15 +1,25 @@
-"""Watch: one paginated listing of active remote jobs per cycle drives every job's state."""
+"""Watch: one paginated listing of active remote jobs per cycle drives every job's state.
+
+A pure core (`missing`, `interpret`, `merge`) decides from what the API said; `poll` fetches and
+applies, one job's trouble kept from the others.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from burst_agent.lifecycle import JobState, is_allowed, map_remote_status
+from burst_agent.lifecycle import IllegalTransition, JobState, is_allowed, map_remote_status
 from burst_agent.pipeline.cancel import end_vanished
 from burst_agent.pipeline.context import Context
+from burst_agent.record import JobRecord, Remote
 from burst_agent.rescale.errors import NotFoundError
-from burst_agent.store import JobRecord
+
+# (job id, remote job id, state, last known remote status), as JobStore.active_remote_brief gives them.
+Brief = tuple[str, str, JobState, str | None]
+GONE = "gone"  # a statuses answer meaning 404: Rescale has no such job
 
 LIST_PAGE_SIZE = 100
 
@@ -27,44 +37,93 @@ def _epoch(value: Any) -> float | None:
 
 
 def run_window(statuses: list[dict[str, Any]]) -> dict[str, float]:
-    """remote_started_at / remote_finished_at from a status history (Executing .. Completed)."""
+    """started_at / finished_at (Remote fields) from a status history (Executing .. Completed)."""
     found: dict[str, float] = {}
     for item in statuses:  # newest first: the last match is the earliest
         when = _epoch(item.get("statusDate"))
         status = str(item.get("status") or "").lower()
         if when is not None and status == "executing":
-            found["remote_started_at"] = when
-        elif when is not None and status == "completed" and "remote_finished_at" not in found:
-            found["remote_finished_at"] = when
+            found["started_at"] = when
+        elif when is not None and status == "completed" and "finished_at" not in found:
+            found["finished_at"] = when
     return found
 
 
-def _apply(
-    ctx: Context, job: JobRecord, status: str, reason: str | None, cluster: str | None,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Record a remote status and move the job if the status maps to a new, allowed state."""
-    fields: dict[str, Any] = {"remote_status": status}
-    if reason is not None:
-        fields["remote_status_reason"] = reason
-    target = map_remote_status(status)
-    if target is JobState.RUNNING and status.lower() == "executing" and job.remote_started_at is None:
-        fields["remote_started_at"] = ctx.clock()
+@dataclass(frozen=True)
+class Seen:
+    """What the API said of one job this cycle: a new status, or that the job is gone (404)."""
+
+    job_id: str
+    status: str = ""
+    reason: str | None = None
+    cluster: str | None = None
+    window: Mapping[str, float] = field(default_factory=dict)
+    gone: bool = False
+    missing: bool = False  # not in the listing, and its statuses do not say it completed
+
+
+def missing(active: Sequence[Brief], listing: Mapping[str, Any]) -> list[str]:
+    """Remote ids of active jobs the listing does not show: their statuses must be asked for."""
+    return [remote_id for _id, remote_id, _state, _known in active if remote_id not in listing]
+
+
+def interpret(active: Sequence[Brief], listing: Mapping[str, Any],
+              statuses: Mapping[str, Sequence[dict[str, Any]] | str]) -> list[Seen]:
+    """The changes a cycle found: jobs whose listed status changed, and those missing from the listing
+    (completed per their statuses, gone, or missing for no reason the statuses give)."""
+    seen: list[Seen] = []
+    for job_id, remote_id, _state, known in active:
+        item = listing.get(remote_id)
+        if item is not None:
+            status = _content(item, "jobStatus")
+            if status and status != known:
+                seen.append(Seen(job_id, status, None, _content(item, "clusterStatusDisplay") or None))
+            continue
+        answer = statuses.get(remote_id)
+        if answer is None:
+            continue  # its statuses could not be fetched: that job's trouble, logged by poll
+        if answer == GONE:
+            seen.append(Seen(job_id, gone=True))
+            continue
+        newest = answer[0] if answer else {}
+        status = str(newest.get("status") or "")
+        if map_remote_status(status) is JobState.STAGING_OUT:
+            seen.append(Seen(job_id, status, newest.get("statusReason"), None, run_window(list(answer))))
+        else:
+            seen.append(Seen(job_id, status, missing=True))
+    return seen
+
+
+def merge(job: JobRecord, seen: Seen, now: float) -> tuple[JobState | None, Remote]:
+    """(the state to move to, or None; the remote status to record) for what was seen of `job`."""
+    remote = replace(job.remote, status=seen.status)
+    if seen.reason is not None:
+        remote = replace(remote, reason=seen.reason)
+    target = map_remote_status(seen.status)
+    if target is JobState.RUNNING and seen.status.lower() == "executing" and remote.started_at is None:
+        remote = replace(remote, started_at=now)
     if target is JobState.STAGING_OUT:
-        fields["remote_finished_at"] = ctx.clock()
-    fields.update(extra or {})
+        remote = replace(remote, finished_at=now)
+    remote = replace(remote, **seen.window)
+    moves = target is not None and target is not job.state and is_allowed(job.state, target)
+    return (target if moves else None), remote
+
+
+def _apply(ctx: Context, job: JobRecord, seen: Seen) -> None:
+    """Record a remote status and move the job if the status maps to a new, allowed state."""
+    target, remote = merge(job, seen, ctx.clock())
     log = ctx.job_log(job)
-    if target is not None and target is not job.state and is_allowed(job.state, target):
-        moved = ctx.store.transition(
-            job.id, target, f"remote {status}" + (f": {reason}" if reason else ""), **fields
-        )
-        if target is JobState.STAGING_OUT:
-            ctx.metrics.job_started_remotely(moved)
-            ctx.metrics.job_ran(moved)
-        log.info("remote status", status=status, reason=reason, cluster=cluster, state=target.value)
-    elif status != job.remote_status:
-        ctx.store.update(job.id, **fields)
-        log.info("remote status", status=status, reason=reason, cluster=cluster)
+    if target is not None:
+        why = f"remote {seen.status}" + (f": {seen.reason}" if seen.reason else "")
+        try:
+            ctx.transition(job, target, why, remote=remote)
+        except IllegalTransition:  # a worker moved it meanwhile (a cancel's stop): the status still counts
+            ctx.store.record_remote(job.id, remote)
+        log.info("remote status", status=seen.status, reason=seen.reason, cluster=seen.cluster,
+                 state=target.value)
+    elif seen.status != job.remote.status:
+        ctx.store.record_remote(job.id, remote)
+        log.info("remote status", status=seen.status, reason=seen.reason, cluster=seen.cluster)
 
 
 class Claim(Protocol):
@@ -105,28 +164,21 @@ class PollTrouble:
 TROUBLE = PollTrouble()
 
 
-def _check_missing(ctx: Context, job_id: str, remote_id: str, claim: Claim) -> None:
-    """A job gone from the active listing: it completed, or vanished (404), or the listing is wrong."""
+def _end_gone(ctx: Context, job_id: str, claim: Claim) -> None:
+    if claim.try_add(job_id):  # else a worker holds it: the next cycle ends it
+        try:
+            job = ctx.store.get(job_id)
+            if job is not None:
+                end_vanished(ctx, job)
+        finally:
+            claim.discard(job_id)
+
+
+def _statuses(ctx: Context, remote_id: str) -> list[dict[str, Any]] | str:
     try:
-        statuses = ctx.client.job_statuses(remote_id)
+        return list(ctx.client.job_statuses(remote_id))
     except NotFoundError:
-        if claim.try_add(job_id):  # else a worker holds it: the next cycle ends it
-            try:
-                job = ctx.store.get(job_id)
-                if job is not None:
-                    end_vanished(ctx, job)
-            finally:
-                claim.discard(job_id)
-        return
-    newest = statuses[0] if statuses else {}
-    status = str(newest.get("status") or "")
-    job = ctx.store.get(job_id)
-    if job is None:
-        return
-    if map_remote_status(status) is JobState.STAGING_OUT:
-        _apply(ctx, job, status, newest.get("statusReason"), None, run_window(statuses))
-    else:
-        ctx.job_log(job).warning("remote job missing from the active listing", newest_status=status)
+        return GONE
 
 
 def poll(ctx: Context, claim: Claim | None = None, trouble: PollTrouble = TROUBLE) -> int:
@@ -144,20 +196,37 @@ def poll(ctx: Context, claim: Claim | None = None, trouble: PollTrouble = TROUBL
         for item in ctx.client.iter_jobs(state="not_completed", page_size=LIST_PAGE_SIZE)
         if isinstance(item, dict) and "id" in item
     }
-    per_job_calls = 0
-    for job_id, remote_id, _state, known_status in active:
-        item = listing.get(remote_id)
+    by_remote = {remote_id: job_id for job_id, remote_id, _state, _known in active}
+    statuses: dict[str, list[dict[str, Any]] | str] = {}
+    lookups = missing(active, listing)
+    for remote_id in lookups:
         try:
-            if item is None:
-                per_job_calls += 1
-                _check_missing(ctx, job_id, remote_id, claim or _NoClaim())
-            else:
-                status = _content(item, "jobStatus")
-                job = ctx.store.get(job_id) if status and status != known_status else None
-                if job is not None:
-                    _apply(ctx, job, status, None, _content(item, "clusterStatusDisplay") or None)
+            statuses[remote_id] = _statuses(ctx, remote_id)
+        except Exception as exc:
+            trouble.failed(ctx, by_remote[remote_id], exc)
+    failed = {by_remote[r] for r in lookups if r not in statuses}
+    seen = {s.job_id: s for s in interpret(active, listing, statuses)}
+    for job_id, _remote_id, _state, _known in active:
+        if job_id in failed:
+            continue
+        try:
+            if job_id in seen:
+                _act(ctx, seen[job_id], claim or _NoClaim())
         except Exception as exc:
             trouble.failed(ctx, job_id, exc)
         else:
             trouble.ok(ctx, job_id)
-    return per_job_calls
+    return len(lookups)
+
+
+def _act(ctx: Context, seen: Seen, claim: Claim) -> None:
+    if seen.gone:
+        _end_gone(ctx, seen.job_id, claim)
+        return
+    job = ctx.store.get(seen.job_id)
+    if job is None:
+        return
+    if seen.missing:
+        ctx.job_log(job).warning("remote job missing from the active listing", newest_status=seen.status)
+    else:
+        _apply(ctx, job, seen)

@@ -18,10 +18,10 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import requests
 import urllib3.exceptions
@@ -29,9 +29,7 @@ from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncod
 
 from burst_agent.fsync import fsync_dir
 from burst_agent.rescale.errors import IntegrityError, RescaleError, SizeMismatchError, TransientError
-
-if TYPE_CHECKING:
-    from burst_agent.rescale.client import RescaleClient
+from burst_agent.rescale.retry import RetryPolicy
 
 Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
 
@@ -46,6 +44,23 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _LENGTH = re.compile(r"[0-9]{1,19}")  # a Content-Length we act on (ASCII digits, fits 64 bits)
 
 
+class Api(Protocol):
+    """What a transfer needs of the API client: RescaleClient is one (this module does not import it)."""
+
+    retry: RetryPolicy
+
+    def path(self, template: str, **ids: str | int) -> str: ...
+
+    def request(
+        self, method: str, template: str, ids: Mapping[str, str | int] | None = None, *,
+        headers: Mapping[str, str] | None = None, stream: bool = False,
+    ) -> requests.Response: ...
+
+    def call(
+        self, method: str, template: str, ids: Mapping[str, str | int] | None = None, **kw: Any,
+    ) -> Any: ...
+
+
 @dataclass(frozen=True)
 class DownloadResult:
     """A verified download: where it is, its size and md5, and the offset it resumed from (0: fresh)."""
@@ -57,7 +72,7 @@ class DownloadResult:
 
 
 def upload(
-    client: RescaleClient, source: Path | BinaryIO, *, name: str | None = None,
+    client: Api, source: Path | BinaryIO, *, name: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """POST /files/contents/ with the file streamed as multipart field `file`.
@@ -201,7 +216,7 @@ def _announced(response: requests.Response, offset: int, match: re.Match[str] | 
 
 
 def _attempt(
-    client: RescaleClient, file_id: str, partial: Path, progress: Progress | None,
+    client: Api, file_id: str, partial: Path, progress: Progress | None,
     expected_size: int | None = None,
 ) -> tuple[int, Any, int]:
     """One GET, resuming the partial if there is one; returns (size, md5, resumed_from).
@@ -240,7 +255,7 @@ def _attempt(
 
 
 def download(
-    client: RescaleClient, file_id: str, dest: Path, *, expected_md5: str | None = None,
+    client: Api, file_id: str, dest: Path, *, expected_md5: str | None = None,
     expected_size: int | None = None, progress: Progress | None = None,
 ) -> DownloadResult:
     """Download into `dest` via `dest.partial` (resumed if present), verify, fsync, rename into place.

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from burst_agent.config import TranslateConfig
 from burst_agent.dialects import parse_script
-from burst_agent.dialects.common import REQUEST_FILE_KEYS
+from burst_agent.dialects.overrides import REQUEST_FILE_KEYS
 from burst_agent.request import JobRequest, TranslateError
 from burst_agent.translate import load_catalogue, translate
 

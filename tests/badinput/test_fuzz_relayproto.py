@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from jobkit import make_job, plan
 
 from burst_agent.config import Config
 from burst_agent.lifecycle import JobState
@@ -100,9 +101,10 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> RelayServer:
     (root / "out" / "a.txt").write_text("a")
     (root / "out" / "sub" / "b.txt").write_text("b")
     store = JobStore(root / "state.db")
-    store.add_job(entry="live", reconcile_key="k-live", owner_uid=ME, stdout_path=str(log))
-    done = store.add_job(entry="done", reconcile_key="k-done", owner_uid=ME, stdout_path=str(log),
-                         output_dir=str(root / "out"))
+    make_job(store, "live", JobState.TRANSLATED, owner_uid=ME,
+             job_plan=plan(stdout_path=str(log), output_dir=str(root / "live-out")))
+    done = make_job(store, "done", JobState.TRANSLATED, owner_uid=ME,
+                    job_plan=plan(stdout_path=str(log), output_dir=str(root / "out")))
     store.transition(done.id, JobState.FAILED, "fuzz")
     quiet = SimpleNamespace(info=lambda *a, **k: None, warning=lambda *a, **k: None)
     ctx = SimpleNamespace(config=Config(), spool=Spool(root / "spool").ensure(), store=store, log=quiet,

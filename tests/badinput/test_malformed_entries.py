@@ -82,7 +82,7 @@ def _where(rig: AgentRig, name: str) -> str:
     places = [d for d in ("incoming", "claimed", "failed") if os.path.lexists(rig.spool.root / d / name)]
     job = rig.job(name)
     return f"entry in {places or 'nowhere'}, job {job.state.value if job else 'not recorded'}" + (
-        f" ({job.failure_reason})" if job and job.failure_reason else "")
+        f" ({job.result.reason})" if job and job.result.reason else "")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name[:40] for c in CASES])

@@ -28,7 +28,7 @@ def _remote_statuses(handle) -> dict[str, str]:
 
 
 def _some_running(run: Run) -> bool:
-    return sum(r is not None and r.remote_status == "Executing" for r in run.records()) >= 2
+    return sum(r is not None and r.remote.status == "Executing" for r in run.records()) >= 2
 
 
 FIRST_WAVE = JOBS - JOBS // 3  # the rest arrives during the outage: they cannot even stage in

@@ -7,7 +7,7 @@ import os
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -174,8 +174,8 @@ def audit(run: Run) -> Audit:
         by_key.setdefault(match.group(1) if match else name, []).append(job_id)
     keys = set()
     for spec, entry, work, record in zip(run.specs, run.entries, run.workdirs, records, strict=True):
-        if record is None or (record.state, record.exit_code) != spec.expected:
-            got = None if record is None else (record.state.value, record.exit_code, record.failure_reason)
+        if record is None or (record.state, record.result.exit_code) != spec.expected:
+            got = None if record is None else (record.state.value, *astuple(record.result))
             result.wrong_state.append(f"{spec.name} ({entry}): want {spec.expected}, got {got}")
             continue
         keys.add(record.reconcile_key)

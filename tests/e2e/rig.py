@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from waiting import terminate, wait_until
 
+from burst_agent.lifecycle import JobState
 from burst_agent.rescale.emulator import EmulatorHandle
 from burst_agent.spool import Spool, submit_entry
 from burst_agent.store import JobRecord, JobStore
@@ -78,6 +79,12 @@ class AgentRig:
     def job(self, entry: str) -> JobRecord | None:
         with JobStore(self.root / "state.db") as store:
             return store.by_entry(entry)
+
+    def states(self, entry: str) -> list[JobState]:
+        """Every state the entry's job entered, in order (its transition history)."""
+        with JobStore(self.root / "state.db") as store:
+            job = store.by_entry(entry)
+            return [] if job is None else [t.to_state for t in store.history(job.id)]
 
     def wait_job(self, entry: str, predicate: Callable[[JobRecord], bool], timeout: float = 60,
                  what: str = "the job") -> JobRecord:

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+from waiting import wait_until
+
 from burst_agent.lifecycle import JobState
 
 OK_SCRIPT = """#!/bin/bash
@@ -21,7 +23,7 @@ def test_success_brings_outputs_and_log_back(rig):
     work = rig.workdir("ok", {"input.txt": b"shout\n"})
     rig.start()
     job = rig.wait_terminal(rig.submit(OK_SCRIPT, work, job_id="41"))
-    assert (job.state, job.exit_code) == (JobState.DONE, 0)
+    assert (job.state, job.result.exit_code) == (JobState.DONE, 0)
     assert (work / "out" / "upper.txt").read_text() == "SHOUT\n"
     assert "remote says hello" in (work / "slurm-41.out").read_text()
     assert not (work / "burst_exit_code").exists()
@@ -31,8 +33,8 @@ def test_exit_code_3_is_reported(rig):
     work = rig.workdir("fail")
     rig.start()
     job = rig.wait_terminal(rig.submit("#!/bin/bash\necho partial > p.txt\nexit 3\n", work))
-    assert (job.state, job.exit_code) == (JobState.FAILED, 3)
-    assert "exited with code 3" in job.failure_reason
+    assert (job.state, job.result.exit_code) == (JobState.FAILED, 3)
+    assert "exited with code 3" in job.result.reason
     assert (work / "p.txt").read_text() == "partial\n"
 
 
@@ -52,12 +54,12 @@ def test_cancel_stops_the_remote_job(rig):
     work = rig.workdir("long")
     rig.start()
     entry = rig.submit("#!/bin/bash\necho started > started.txt\nsleep 120\n", work)
-    rig.wait_job(entry, lambda j: j.remote_status == "Executing", what="remote Executing")
+    rig.wait_job(entry, lambda j: j.remote.status == "Executing", what="remote Executing")
     cli = [sys.executable, "-m", "burst_agent.cli", "cancel", "--config", str(rig.config_path), entry]
     assert "cancel requested" in subprocess.run(cli, capture_output=True, text=True, check=True).stdout
     job = rig.wait_terminal(entry, timeout=40)
     assert job.state is JobState.CANCELLED
-    assert job.stop_requested_at is not None
+    assert JobState.STOPPING in rig.states(entry)
     assert (work / "started.txt").exists()  # outputs produced so far still come back
 
 
@@ -68,9 +70,11 @@ def test_a_workdir_deleted_mid_job_fails_the_job_instead_of_retrying_forever(rig
     rig.wait_job(entry, lambda j: j.remote_job_id is not None, what="a remote job")
     shutil.rmtree(work)
     job = rig.wait_terminal(entry, timeout=40)
-    assert job.state is JobState.FAILED and f"output directory {work} no longer exists" in job.failure_reason
-    assert job.remote_job_id in job.failure_reason  # where the outputs still are
-    assert "no longer exists" in (rig.spool.failed / f"{entry}.reason").read_text()
+    assert job.state is JobState.FAILED and f"output directory {work} no longer exists" in job.result.reason
+    assert job.remote_job_id in job.result.reason  # where the outputs still are
+    reason_file = rig.spool.failed / f"{entry}.reason"  # written just after the final state
+    assert "no longer exists" in wait_until(lambda: reason_file.exists() and reason_file.read_text(), 10,
+                                            "the quarantine reason")
 
 
 def test_unsafe_remote_output_paths_are_refused(rig, tmp_path):
@@ -90,7 +94,7 @@ def test_unsafe_remote_output_paths_are_refused(rig, tmp_path):
             store.add_file(record)
             store.jobs[job.remote_job_id].output_file_ids.append(record.id)
     job = rig.wait_terminal(entry)
-    assert "outputs refused" in job.failure_reason and "../../escaped.txt" in job.failure_reason
+    assert "outputs refused" in job.result.reason and "../../escaped.txt" in job.result.reason
     assert (work / "fine.txt").read_text() == "fine\n"
     assert "output '../../escaped.txt' refused" in (work / "slurm-1.out").read_text()
     assert not (work.parent.parent / "escaped.txt").exists()

@@ -48,7 +48,7 @@ def _stop_and_delete(rig, remote_id: str, *, unseen: bool = False) -> None:
 
 
 def _executing(rig, *entries: str) -> list[str]:
-    return [rig.wait_job(e, lambda j: j.remote_status == "Executing", what=f"{e} Executing").remote_job_id
+    return [rig.wait_job(e, lambda j: j.remote.status == "Executing", what=f"{e} Executing").remote_job_id
             for e in entries]
 
 
@@ -65,11 +65,11 @@ def test_a_job_deleted_on_rescale_fails_alone_and_the_other_job_completes(rig):
     remote_a, _ = _executing(rig, entry_a, entry_b)
     _stop_and_delete(rig, remote_a, unseen=True)
     job_b = rig.wait_terminal(entry_b, timeout=60)
-    assert (job_b.state, job_b.exit_code) == (JobState.DONE, 0)
+    assert (job_b.state, job_b.result.exit_code) == (JobState.DONE, 0)
     assert (work_b / "b.txt").read_text() == "done-b\n"
     job_a = rig.wait_terminal(entry_a, timeout=30)
     assert job_a.state is JobState.FAILED
-    assert f"the remote job {remote_a} {GONE}" in job_a.failure_reason
+    assert f"the remote job {remote_a} {GONE}" in job_a.result.reason
     assert "Traceback" not in rig.logs()
 
 
@@ -83,7 +83,7 @@ def test_cancel_of_a_job_deleted_on_rescale_ends_it(rig):
     _stop_and_delete(rig, remote, unseen=True)
     job = rig.wait_terminal(entry, timeout=40)
     assert job.state is JobState.CANCELLED
-    assert f"cancelled; the remote job {remote} {GONE}" in job.failure_reason
+    assert f"cancelled; the remote job {remote} {GONE}" in job.result.reason
     assert "Traceback" not in rig.logs()
 
 
@@ -102,8 +102,8 @@ def test_after_a_restart_a_deleted_job_ends_and_the_others_go_on(rig):
     assert rig.wait_terminal(entry_b, timeout=60).state is JobState.DONE
     assert (work_b / "b.txt").read_text() == "done-b\n"
     job_a, job_c = rig.wait_terminal(entry_a, timeout=30), rig.wait_terminal(entry_c, timeout=30)
-    assert job_a.state is JobState.FAILED and f"{remote_a} {GONE}" in job_a.failure_reason
-    assert job_c.state is JobState.CANCELLED and f"{remote_c} {GONE}" in job_c.failure_reason
+    assert job_a.state is JobState.FAILED and f"{remote_a} {GONE}" in job_a.result.reason
+    assert job_c.state is JobState.CANCELLED and f"{remote_c} {GONE}" in job_c.result.reason
     assert "Traceback" not in rig.logs()
 
 
@@ -114,8 +114,8 @@ def test_a_stop_in_rescales_web_ui_carries_rescales_reason(rig):
     (remote,) = _executing(rig, entry)
     assert _api(rig, "POST", f"jobs/{remote}/stop/").status_code == 202
     job = rig.wait_terminal(entry, timeout=40)
-    assert job.state is JobState.FAILED and job.exit_code == 143
-    assert "stopped on Rescale, not by burst-agent (Rescale: Job stopped by user)" in job.failure_reason
+    assert job.state is JobState.FAILED and job.result.exit_code == 143
+    assert "stopped on Rescale, not by burst-agent (Rescale: Job stopped by user)" in job.result.reason
 
 
 LARGE = bytes(range(256)) * 16  # 4 KiB: large with staging.large_file_bytes = 1024
@@ -135,12 +135,12 @@ def test_a_cached_input_deleted_on_rescale_is_uploaded_again(tmp_path, emulator)
         rig.start()
         first = rig.wait_terminal(rig.submit(MD5_SCRIPT, rig.workdir("one", {"mesh.bin": LARGE}), "11"))
         assert first.state is JobState.DONE
-        large_id = first.input_file_ids[1]  # the bundle comes first
+        large_id = first.inputs.file_ids[1]  # the bundle comes first
         assert _api(rig, "DELETE", f"files/{large_id}/").status_code == 204
         work = rig.workdir("two", {"mesh.bin": LARGE})
         second = rig.wait_terminal(rig.submit(MD5_SCRIPT, work, "12"))
-        assert (second.state, second.exit_code) == (JobState.DONE, 0), second.failure_reason
-        assert second.input_file_ids[1] != large_id
+        assert (second.state, second.result.exit_code) == (JobState.DONE, 0), second.result.reason
+        assert second.inputs.file_ids[1] != large_id
         assert (work / "sum.txt").read_text() == (tmp_path / "large" / "work" / "one" / "sum.txt").read_text()
     finally:
         rig.stop()
@@ -151,7 +151,7 @@ def test_a_reupload_refused_again_fails_the_job_instead_of_looping(tmp_path, emu
     try:
         rig.start()
         first = rig.wait_terminal(rig.submit(MD5_SCRIPT, rig.workdir("one", {"mesh.bin": LARGE}), "21"))
-        large_id = first.input_file_ids[1]
+        large_id = first.inputs.file_ids[1]
         name = emulator.store.files[large_id].name
         assert _api(rig, "DELETE", f"files/{large_id}/").status_code == 204
         store, add = emulator.store, emulator.store.add_file
@@ -160,7 +160,7 @@ def test_a_reupload_refused_again_fails_the_job_instead_of_looping(tmp_path, emu
                             lambda rec: add(dataclasses.replace(rec, deleted=rec.name == name)))
         second = rig.wait_terminal(rig.submit(MD5_SCRIPT, rig.workdir("two", {"mesh.bin": LARGE}), "22"))
         assert second.state is JobState.FAILED
-        assert "does not exist" in second.failure_reason
-        assert "refused again after its vanished cached inputs were uploaded anew" in second.failure_reason
+        assert "does not exist" in second.result.reason
+        assert "refused again after its vanished cached inputs were uploaded anew" in second.result.reason
     finally:
         rig.stop()

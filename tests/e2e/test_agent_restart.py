@@ -20,7 +20,7 @@ def test_killed_mid_upload_then_restart_completes(rig):
     work = rig.workdir("upload", {"mesh.bin": b"m" * (65 * 1024 * 1024 + 1)})
     entry = rig.submit("#!/bin/bash\nwc -c < mesh.bin > size.txt\n", work)
     job = _killed_then_completes(rig, "upload.midway", entry)
-    assert (job.state, job.exit_code) == (JobState.DONE, 0)
+    assert (job.state, job.result.exit_code) == (JobState.DONE, 0)
     assert (work / "size.txt").read_text().strip() == str(65 * 1024 * 1024 + 1)
     assert rig.emulator.stats()["jobsCreated"] == 1
 
@@ -30,10 +30,10 @@ def test_killed_between_create_and_persist_makes_no_duplicate(rig):
     rig.start(failpoints="create.before_persist")
     assert rig.wait_exit() == -9
     crashed = rig.job(entry)
-    assert crashed.create_attempted_at is not None and crashed.remote_job_id is None
+    assert crashed.state is JobState.CREATING and crashed.remote_job_id is None
     rig.start()
     job = rig.wait_terminal(entry)
-    assert (job.state, job.exit_code) == (JobState.DONE, 0)
+    assert (job.state, job.result.exit_code) == (JobState.DONE, 0)
     assert rig.emulator.stats()["jobsCreated"] == 1
     assert "reconciled" in rig.logs()
     # Restarted seconds after a crash: no fresh burst of API calls (crash-loop pacing).
@@ -56,7 +56,7 @@ def test_429_and_500_storm_is_survived(rig):
     entries = [rig.submit(f"#!/bin/bash\necho {n} > n.txt\n", rig.workdir(f"f{n}"), job_id=str(n))
                for n in range(4)]
     jobs = [rig.wait_terminal(entry, timeout=120) for entry in entries]
-    assert [(j.state, j.exit_code) for j in jobs] == [(JobState.DONE, 0)] * 4
+    assert [(j.state, j.result.exit_code) for j in jobs] == [(JobState.DONE, 0)] * 4
     assert rig.emulator.stats()["jobsCreated"] == 4
     injected = rig.emulator.stats()["faultsInjected"]
     assert injected["fault_429"] > 0 and injected["fault_500"] > 0, injected
@@ -72,6 +72,6 @@ def test_sigterm_mid_upload_exits_promptly_and_the_job_resumes(rig):
     assert "agent stopped" in rig.logs()
     rig.start()
     job = rig.wait_terminal(entry, timeout=120)
-    assert (job.state, job.exit_code) == (JobState.DONE, 0)
+    assert (job.state, job.result.exit_code) == (JobState.DONE, 0)
     assert (work / "size.txt").read_text().strip() == str(96 * 1024 * 1024)
     assert "API budgets start empty" not in rig.logs()  # a clean stop keeps the burst

@@ -9,7 +9,6 @@ from rig import AgentRig
 from waiting import wait_until
 
 from burst_agent.lifecycle import JobState
-from burst_agent.pipeline.corecap import WAIT_KEY
 from burst_agent.store import JobStore
 
 # One task of one cpu (1 license in Slurm); the memory makes the translation pick 8 (64G) or 16 cores.
@@ -39,17 +38,17 @@ def test_a_job_waits_for_cloud_cores_and_one_over_the_cap_fails_at_once(tmp_path
         first = rig.submit(SCRIPT.format(mem="64G", name="first", sleep=6), works["first"], job_id="1")
         rig.wait_job(first, lambda j: j.remote_job_id is not None, what="the first remote job")
         second = rig.submit(SCRIPT.format(mem="64G", name="second", sleep=0), works["second"], job_id="2")
-        held = rig.wait_job(second, lambda j: WAIT_KEY in (j.job_spec or {}), what="the second job held")
-        assert held.remote_job_id is None and held.cores_per_slot == 8
+        held = rig.wait_job(second, lambda j: j.state is JobState.HELD, what="the second job held")
+        assert held.remote_job_id is None and held.plan.cores_per_slot == 8
         assert "burst_agent_cloud_cores_in_use 8.0" in (text := _metrics(rig))
         assert "burst_agent_cloud_cores_cap 8.0" in text
         big = rig.wait_terminal(rig.submit(SCRIPT.format(mem="128G", name="big", sleep=0), works["big"],
                                            job_id="3"), timeout=20)
         assert big.state is JobState.FAILED and big.remote_job_id is None
-        assert "needs 16 cloud cores" in big.failure_reason and "agent.max_cloud_cores" in big.failure_reason
+        assert "needs 16 cloud cores" in big.result.reason and "agent.max_cloud_cores" in big.result.reason
         assert not rig.job(first).terminal  # it failed at once, not after waiting
         done = rig.wait_terminal(second)
-        assert (done.state, done.exit_code) == (JobState.DONE, 0)
+        assert (done.state, done.result.exit_code) == (JobState.DONE, 0)
         assert _at(rig, done.id, JobState.CREATED) >= _at(rig, rig.job(first).id, JobState.DONE)
         log = (works["second"] / "slurm-2.out").read_text()
         assert log.startswith(MESSAGE) and log.count("waiting for cloud cores") == 1 and "second ran" in log

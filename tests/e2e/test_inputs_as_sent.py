@@ -60,7 +60,7 @@ def test_archives_arrive_byte_identical_under_their_own_names(archive_rig):
     work = archive_rig.workdir("archives", files)
     archive_rig.start()
     job = archive_rig.wait_terminal(archive_rig.submit(script, work, job_id="5"))
-    assert (job.state, job.exit_code) == (JobState.DONE, 0), (work / "slurm-5.out").read_text()
+    assert (job.state, job.result.exit_code) == (JobState.DONE, 0), (work / "slurm-5.out").read_text()
     assert (work / "checked.txt").read_text().count(": OK") == 4
     assert not (work / "inside.bin").exists() and not (work / "case" / "inside.bin").exists()
 
@@ -105,5 +105,5 @@ def test_a_plain_script_with_input_lines_fails_with_the_reason_instead_of_runnin
     job = rig.wait_terminal("plain.sh")
     assert job.state is JobState.FAILED
     assert "script line 2: '#BURST --input mesh/': a plain script entry has no working directory" in (
-        job.failure_reason)
+        job.result.reason)
     assert rig.emulator.stats()["jobsCreated"] == 0

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from jobkit import make_job, plan
 from waiting import wait_until
 
 from burst_agent.agent import Agent
@@ -170,11 +171,8 @@ def stage(hostile: Hostile, client: RescaleClient, tmp_path: Path) -> Iterator[S
                   catalogue=Catalogue(fetch=list), log=get_logger())
     out = tmp_path / "work"
     out.mkdir()
-    job = store.add_job(entry="e1", reconcile_key="burst-t-e1", owner_uid=0, output_dir=str(out),
-                        stdout_path=str(out / "slurm-1.out"), remote_job_id="JOB1")
-    for state in (JobState.TRANSLATED, JobState.STAGING_IN, JobState.CREATED, JobState.SUBMITTED,
-                  JobState.STAGING_OUT):
-        job = store.transition(job.id, state)
+    job = make_job(store, "e1", JobState.STAGING_OUT, owner_uid=0, remote_job_id="JOB1",
+                   job_plan=plan(output_dir=str(out), stdout_path=str(out / "slurm-1.out")))
     hostile.serve("exit", "burst_exit_code", Served(b"0\n"))
     hostile.serve("good", "results/good.txt", Served(b"the good output\n"))
     yield Stage(Agent(ctx), job, out)
@@ -207,7 +205,7 @@ def test_a_proven_size_lie_is_one_failure_never_retried(hostile, stage):
     hostile.serve("liar", "big.dat", Served(bytes(50 << 20)), decryptedSize=10)
     job, _ = stage.run()
     assert job.state is JobState.DONE and hostile.hits["liar"] == 1
-    assert "big.dat" in job.failure_reason and "SizeMismatchError" in stage.stdout()
+    assert "big.dat" in job.result.reason and "SizeMismatchError" in stage.stdout()
     assert (stage.out / "results/good.txt").read_bytes() == b"the good output\n"
     assert not (stage.out / "big.dat").exists() and not (stage.out / ".burst-staging").exists()
 
@@ -220,11 +218,11 @@ def test_malformed_records_are_refused_one_by_one(hostile, stage):
     hostile.serve("bad2", "nomd5.dat", Served(b"123"), md5=None)
     hostile.listing += [42, "results/x", None, {"id": "bad3", "relativePath": 7}]
     job, passes = stage.run()
-    assert (job.state, job.exit_code, passes) == (JobState.DONE, 0, 1)
+    assert (job.state, job.result.exit_code, passes) == (JobState.DONE, 0, 1)
     assert (stage.out / "results/good.txt").exists()
     assert sorted(p.name for p in stage.out.iterdir()) == ["results", "slurm-1.out"]
     for text in ("abc.dat", "nomd5.dat", "listing item 4", "listing item 6"):
-        assert text in job.failure_reason and text in stage.stdout()
+        assert text in job.result.reason and text in stage.stdout()
     assert hostile.hits["bad1"] == hostile.hits["bad2"] == 0  # refused before any download
 
 
@@ -234,16 +232,16 @@ def test_md5_mismatch_and_404_are_retried_a_bounded_number_of_times(hostile, sta
     job, passes = stage.run(passes=10)
     assert (job.state, passes) == (JobState.DONE, 3)
     assert hostile.hits["corrupt"] == hostile.hits["gone"] == 3
-    assert "outputs not delivered" in job.failure_reason
-    assert "corrupt.dat" in job.failure_reason and "gone.dat" in job.failure_reason
+    assert "outputs not delivered" in job.result.reason
+    assert "corrupt.dat" in job.result.reason and "gone.dat" in job.result.reason
     assert (stage.out / "results/good.txt").exists() and not (stage.out / "corrupt.dat").exists()
 
 
 def test_a_failed_exit_code_file_ends_the_job_failed_not_wedged(hostile, stage):
     hostile.listing[0]["md5"] = "2" * 32  # the exit code never verifies
     job, passes = stage.run(passes=10)
-    assert (job.state, job.exit_code, passes) == (JobState.FAILED, None, 3)
-    assert "burst_exit_code" in job.failure_reason
+    assert (job.state, job.result.exit_code, passes) == (JobState.FAILED, None, 3)
+    assert "burst_exit_code" in job.result.reason
     assert (stage.out / "results/good.txt").exists()
 
 
@@ -258,8 +256,8 @@ def test_names_that_display_as_something_else_are_refused_and_escaped(hostile, s
     assert job.state is JobState.DONE and hostile.hits["trick"] == 0
     assert sorted(p.name for p in stage.out.iterdir()) == ["results", "slurm-1.out"]
     escaped = name.encode("ascii", "backslashreplace").decode()
-    assert escaped in job.failure_reason and escaped in stage.stdout()
-    assert name not in job.failure_reason + stage.stdout()
+    assert escaped in job.result.reason and escaped in stage.stdout()
+    assert name not in job.result.reason + stage.stdout()
 
 
 def test_a_429_waits_retry_after_without_raising_the_exponent(hostile, stage):

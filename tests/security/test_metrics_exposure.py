@@ -41,7 +41,7 @@ def _run_jobs(rig, count: int, request: dict[str, str] | None = None) -> list:
 def _secrets_in_labels(rig, jobs, values: dict[str, set[str]]) -> list[str]:
     forbidden = {rig.emulator.token, str(rig.root), "/work/", "/tmp/"}
     for job in jobs:
-        forbidden |= {job.entry, job.remote_job_id, job.id, job.reconcile_key, job.workdir}
+        forbidden |= {job.entry, job.remote_job_id, job.id, job.reconcile_key, job.plan.inputs_from}
     return [f"{label}={value!r}" for label, found in values.items() for value in found
             if any(bad and bad in value for bad in forbidden)]
 
@@ -49,7 +49,7 @@ def _secrets_in_labels(rig, jobs, values: dict[str, set[str]]) -> list[str]:
 def test_many_jobs_leave_label_values_bounded_and_anonymous(rig):
     rig.start()
     jobs = _run_jobs(rig, 12)
-    assert [j.exit_code for j in jobs].count(3) == 3
+    assert [j.result.exit_code for j in jobs].count(3) == 3
     text = _scrape(rig)
     assert rig.emulator.token not in text
     values = _label_values(text)

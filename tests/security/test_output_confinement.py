@@ -98,7 +98,7 @@ def test_direct_delivery_never_follows_planted_symlinks(rig, tmp_path):
     log = (work / "slurm-7.out").read_text()
     for name in ("out.txt", "results/x", f"etcdir/burst-sec-{tag}"):
         assert f"output '{name}' refused" in log, f"no refusal note for {name} in the job log:\n{log}"
-    assert "outputs refused" in (job.failure_reason or "")
+    assert "outputs refused" in (job.result.reason or "")
 
 
 def test_direct_delivery_refuses_hostile_remote_names(rig, tmp_path):

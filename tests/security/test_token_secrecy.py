@@ -126,7 +126,7 @@ def test_a_token_in_the_agent_environment_never_reaches_the_job(rig, monkeypatch
     work = rig.workdir("envjob")
     rig.start()
     job = rig.wait_terminal(rig.submit("#!/bin/bash\nenv > env.txt\n", work, job_id="9410"))
-    assert job.exit_code == 0, job
+    assert job.result.exit_code == 0, job
     env_txt = (work / "env.txt").read_text()
     assert "SLURM_JOB_ID=9410" in env_txt
     assert rig.emulator.token not in env_txt and "RESCALE_API_TOKEN" not in env_txt

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from jobkit import make_job, plan
 
 from burst_agent.config import ConfigError, config_from_mapping
 from burst_agent.lifecycle import JobState
@@ -14,11 +15,6 @@ from burst_agent.pipeline.corecap import CoreGate, Decision, provisioned_cores, 
 from burst_agent.store import JobStore
 
 S = JobState
-PATHS = {
-    S.STAGING_IN: (), S.RUNNING: (S.CREATED, S.SUBMITTED, S.RUNNING),
-    S.STAGING_OUT: (S.CREATED, S.SUBMITTED, S.STAGING_OUT),
-    S.DONE: (S.CREATED, S.SUBMITTED, S.STAGING_OUT, S.DONE),
-}
 
 
 @pytest.fixture
@@ -27,17 +23,10 @@ def store(tmp_path):
         yield s
 
 
-def job(store, entry, cores, state=S.STAGING_IN, *, slots=1, attempted=False, staged=True):
-    """A job whose body asks Rescale for `cores` x `slots` (its record says 1 x 1, as tasks x cpus would)."""
-    rec = store.add_job(entry=entry, reconcile_key=f"burst-t-{entry}", owner_uid=1000)
+def job(store, entry, cores, state=S.STAGED, *, slots=1, **changes):
+    """A job whose body asks Rescale for `cores` x `slots` (its plan says 1 x 1, as tasks x cpus would)."""
     body = {"jobanalyses": [{"hardware": {"coreType": "aluminum", "coresPerSlot": cores, "slots": slots}}]}
-    store.transition(rec.id, S.TRANSLATED, job_spec={"body": body}, cores_per_slot=1, slots=1)
-    rec = store.transition(rec.id, S.STAGING_IN, input_file_ids=["f1"] if staged else [])
-    if attempted or state is not S.STAGING_IN:
-        rec = store.update(rec.id, create_attempted_at=1.0)
-    for step in PATHS[state]:
-        rec = store.transition(rec.id, step, remote_job_id=f"R-{entry}")
-    return rec
+    return make_job(store, entry, state, job_plan=plan(body=body, cores_per_slot=1, slots=1, **changes))
 
 
 def test_provisioned_cores_are_the_body_hardware_not_the_task_count(store):
@@ -60,11 +49,12 @@ def test_waiting_reason_names_the_numbers():
 
 def test_cores_count_from_the_create_attempt_until_final(store):
     job(store, "running", 8, S.RUNNING)
-    job(store, "creating", 4, attempted=True)
+    job(store, "creating", 4, S.CREATING)
     job(store, "collecting", 2, S.STAGING_OUT)  # the cluster shuts down after Completed
     job(store, "done", 16, S.DONE)
     job(store, "waiting", 32)
-    job(store, "uploading", 32, staged=False)
+    job(store, "held", 32, S.HELD)
+    job(store, "uploading", 32, S.STAGING_IN)
     assert CoreGate(store).in_use() == 14
 
 
@@ -73,7 +63,7 @@ def test_a_reservation_counts_before_the_store_shows_the_create(store):
     first, second = job(store, "a", 8), job(store, "b", 8)
     assert gate.try_reserve(first, cap=8).admit
     assert not gate.try_reserve(second, cap=8).admit
-    store.update(first.id, create_attempted_at=2.0)
+    store.transition(first.id, S.CREATING)
     gate.release(first.id)  # from here the store counts it, at once (no stale snapshot)
     assert not gate.try_reserve(second, cap=8).admit
     assert gate.in_use() == 8

@@ -13,8 +13,9 @@ from burst_agent.metrics import Metrics
 from burst_agent.pipeline import advance as advance_module
 from burst_agent.pipeline.advance import advance
 from burst_agent.pipeline.context import Catalogue, Context
-from burst_agent.pipeline.corecap import WAIT_KEY, admit, gate_for
-from burst_agent.pipeline.submit import PermanentJobError
+from burst_agent.pipeline.corecap import admit, gate_for
+from burst_agent.pipeline.errors import PermanentJobError
+from burst_agent.pipeline.submit import create
 from burst_agent.spool import Spool
 from burst_agent.store import JobStore
 
@@ -32,38 +33,40 @@ def ctx(tmp_path):
 
 
 def created(ctx, rec):
+    ctx.store.transition(rec.id, S.CREATING)
     return ctx.store.transition(rec.id, S.CREATED, remote_job_id=f"R-{rec.entry}")
 
 
 def test_a_held_job_waits_says_so_once_then_runs_when_cores_free(ctx, tmp_path, monkeypatch):
     running = job(ctx.store, "first", 8, S.RUNNING)
-    second = ctx.store.update(job(ctx.store, "second", 8).id, stdout_path=str(tmp_path / "slurm-2.out"))
+    second = job(ctx.store, "second", 8, stdout_path=str(tmp_path / "slurm-2.out"))
     creates = []
     monkeypatch.setattr(advance_module, "create", lambda c, j: creates.append(j.id) or created(c, j))
     held = advance(ctx, advance(ctx, second))  # twice: the second pass must not repeat the message
-    assert (held.state, creates) == (S.STAGING_IN, [])
-    assert held.job_spec[WAIT_KEY]["reason"] == MESSAGE.removeprefix("burst-agent: ").strip()
+    assert (held.state, creates) == (S.HELD, [])
+    assert held.result.reason == MESSAGE.removeprefix("burst-agent: ").strip()
     assert (tmp_path / "slurm-2.out").read_text() == MESSAGE
     ctx.store.transition(running.id, S.STAGING_OUT)
     ctx.store.transition(running.id, S.DONE)
     gate_for(ctx.store).clock = lambda: 1e12  # past the snapshot's lifetime
     done = admit(ctx, ctx.store.get(second.id), lambda c, j: created(c, j))
-    assert done.state is S.CREATED and WAIT_KEY not in done.job_spec
+    assert done.state is S.CREATED and done.result.reason is None
     assert (tmp_path / "slurm-2.out").read_text() == MESSAGE
 
 
 def test_a_job_bigger_than_the_whole_cap_fails_before_its_inputs_travel(ctx):
     reason = r"needs 16 cloud cores .* whole cap of 8 \(agent.max_cloud_cores\)"
     with pytest.raises(PermanentJobError, match=reason):  # no client: an upload would crash otherwise
-        advance(ctx, job(ctx.store, "big", 16, staged=False))
+        advance(ctx, job(ctx.store, "big", 16, S.TRANSLATED))
     with pytest.raises(PermanentJobError, match=reason):  # inputs staged before the cap was lowered
         advance(ctx, job(ctx.store, "staged", 16))
 
 
-def test_an_interrupted_create_is_reconciled_even_when_the_cap_is_full(ctx):
+def test_an_interrupted_create_is_never_held_by_the_cap(ctx):
     job(ctx.store, "first", 8, S.RUNNING)
-    retry = job(ctx.store, "retry", 8, attempted=True)  # counted since its first attempt
-    assert admit(ctx, retry, created).state is S.CREATED
+    job(ctx.store, "retry", 8, S.CREATING)
+    assert advance_module.STEPS[S.CREATING] is create  # reconcile or retry: never back to the gate
+    assert gate_for(ctx.store).in_use() == 16  # counted since its first attempt
 
 
 def test_metrics_show_cores_in_use_and_the_cap():

@@ -4,6 +4,7 @@ fetch is not)."""
 from __future__ import annotations
 
 import pytest
+from jobkit import make_job
 
 from burst_agent.config import config_from_mapping
 from burst_agent.lifecycle import JobState
@@ -24,7 +25,7 @@ def test_a_failing_catalogue_fetch_leaves_the_job_to_retry(tmp_path):
         ctx = Context(config=config_from_mapping({}), client=None, store=store,  # type: ignore[arg-type]
                       spool=Spool(tmp_path / "spool").ensure(), catalogue=Catalogue(fetch=_unavailable),
                       log=get_logger())
-        job = store.add_job(entry="e1", reconcile_key="k1", owner_uid=1000)
+        job = make_job(store, "e1")
         with pytest.raises(ServerError):
             translate_job(ctx, job)
         assert store.get(job.id).state is JobState.RECEIVED

@@ -14,15 +14,16 @@ from burst_agent.lifecycle import (
     JobState,
     check_transition,
     failure_reason,
-    final_state,
     map_remote_status,
 )
+from burst_agent.pipeline.collect import final_state
 
 S = JobState
 NON_TERMINAL = [s for s in JobState if s not in TERMINAL]
 
 HAPPY_PATH = [
-    S.RECEIVED, S.TRANSLATED, S.STAGING_IN, S.CREATED, S.SUBMITTED,
+    S.RECEIVED, S.TRANSLATED, S.STAGING_IN, S.STAGED, S.CREATING, S.CREATED, S.TAGGED, S.SUBMITTING,
+    S.SUBMITTED,
     S.QUEUED, S.RUNNING, S.STAGING_OUT, S.DONE,
 ]
 
@@ -57,10 +58,20 @@ def test_cancel_and_failure_from_every_non_terminal_state(state):
     check_transition(state, S.FAILED)
 
 
-def test_every_state_is_in_the_table():
+def _reachable(start, table):
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in table[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_every_state_is_reachable_and_every_job_can_finish():
     assert set(TRANSITIONS) == set(JobState)
-    targets = set().union(*TRANSITIONS.values())
-    assert all(isinstance(s, JobState) for s in targets) and targets <= set(JobState)
+    assert _reachable(S.RECEIVED, TRANSITIONS) == set(JobState)
+    forward = {state: nxt - {S.FAILED, S.CANCELLED} for state, nxt in TRANSITIONS.items()}
+    assert all(S.DONE in _reachable(state, forward) for state in NON_TERMINAL)
 
 
 @pytest.mark.parametrize(
@@ -86,17 +97,17 @@ def test_unknown_or_missing_status_is_unknown_never_completed(status):
 )
 def test_failure_reasons_behind_completed(reason):
     assert failure_reason(reason) == reason
-    assert final_state(reason, cancel_requested=False) is S.FAILED
+    assert final_state(False, reason, 0)[0] is S.FAILED
 
 
 @pytest.mark.parametrize("reason", [None, "", "Completed successfully", "completed SUCCESSFULLY"])
 def test_success_reasons(reason):
     assert failure_reason(reason) is None
-    assert final_state(reason, cancel_requested=False) is S.DONE
+    assert final_state(False, reason, 0)[0] is S.DONE
 
 
 def test_requested_cancel_wins_over_reason():
-    assert final_state("Exceeds job walltime", cancel_requested=True) is S.CANCELLED
+    assert final_state(True, "Exceeds job walltime", 1)[0] is S.CANCELLED
 
 
 def test_lifecycle_is_pure():

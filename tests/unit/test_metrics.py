@@ -7,12 +7,14 @@ from decimal import Decimal
 
 import pytest
 import requests
+from jobkit import make_job, plan
 from prometheus_client.parser import text_string_to_metric_families
 
 from burst_agent import __version__
 from burst_agent.config import RateLimits
 from burst_agent.lifecycle import JobState
 from burst_agent.metrics import FAILURE_CLASSES, Metrics, failure_class, serve
+from burst_agent.record import Remote
 from burst_agent.rescale.client import RequestEvent, RescaleClient
 from burst_agent.rescale.ratelimit import RateBudgets
 from burst_agent.secret import Token
@@ -104,17 +106,17 @@ def test_budgets_are_read_at_scrape_time(metrics):
 
 def test_jobs_by_state_come_from_the_store(metrics, tmp_path):
     with JobStore(tmp_path / "state.db", synchronous="NORMAL") as store:
-        a = store.add_job(entry="a", reconcile_key="k-a", owner_uid=1000, scheduler="slurm",
-                          request={"partition": "rescale"})
-        store.add_job(entry="b", reconcile_key="k-b", owner_uid=1000, scheduler="slurm",
-                      request={"partition": "rescale"})
-        store.add_job(entry="c", reconcile_key="k-c", owner_uid=1000, scheduler="pbs", request=None)
+        a = make_job(store, "a", JobState.TRANSLATED, partition="rescale")
+        make_job(store, "b", JobState.TRANSLATED, partition="rescale")
+        make_job(store, "c", JobState.TRANSLATED, job_plan=plan(scheduler="pbs"))
+        make_job(store, "d")
         store.transition(a.id, JobState.FAILED, "test")
         metrics.watch_store(store)
         labels = {"scheduler": "slurm", "partition": "rescale"}
-        assert value(metrics, "burst_agent_jobs", **labels, state="received") == 1
+        assert value(metrics, "burst_agent_jobs", **labels, state="translated") == 1
         assert value(metrics, "burst_agent_jobs", **labels, state="failed") == 1
-        assert value(metrics, "burst_agent_jobs", scheduler="pbs", partition="", state="received") == 1
+        assert value(metrics, "burst_agent_jobs", scheduler="pbs", partition="", state="translated") == 1
+        assert value(metrics, "burst_agent_jobs", scheduler="plain", partition="", state="received") == 1
 
 
 def test_unreadable_store_drops_samples_but_not_the_scrape(metrics, tmp_path):
@@ -144,9 +146,9 @@ def test_remote_run_core_seconds_and_cost(metrics):
 
 def test_job_record_helpers(metrics, tmp_path):
     with JobStore(tmp_path / "state.db", clock=lambda: 1000.0, synchronous="NORMAL") as store:
-        job = store.add_job(entry="a", reconcile_key="k", owner_uid=1, coretype="emerald", cores_per_slot=4,
-                            slots=2, price_per_core_hour="0.5", project=None)
-        job = store.update(job.id, remote_started_at=1600.0, remote_finished_at=5200.0)
+        job = make_job(store, "a", JobState.RUNNING,
+                       job_plan=plan(cores_per_slot=4, slots=2, price_per_core_hour=Decimal("0.5")))
+        job = store.record_remote(job.id, Remote(started_at=1600.0, finished_at=5200.0))
     metrics.job_started_remotely(job)
     metrics.job_ran(job)
     assert value(metrics, "burst_agent_queue_wait_seconds_sum") == 600

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from jobkit import plan
 
 from burst_agent.agent import Backoff, InFlight
 from burst_agent.lifecycle import REMOTE_ACTIVE, TERMINAL, JobState
+from burst_agent.outpaths import expand
 from burst_agent.pipeline.advance import STEPS
-from burst_agent.pipeline.intake import output_paths, reconcile_key
-from burst_agent.pipeline.outpaths import expand
+from burst_agent.pipeline.intake import reconcile_key
 from burst_agent.pipeline.watch import run_window
+from burst_agent.planning import output_paths
+from burst_agent.record import Remote
 from burst_agent.request import JobRequest
 from burst_agent.textable import render
 
@@ -30,15 +33,16 @@ def test_output_patterns_expand_like_sbatch(pattern, expected):
 
 
 def test_scheduler_jobs_log_into_their_workdir_with_scheduler_default_names():
-    paths = output_paths(None, "pbs", JobRequest(workdir="/home/ana/run", job_id="7", job_name="sim"), "ana")
-    assert paths["stdout_path"] == "/home/ana/run/sim.o7"
+    _out, stdout, _err = output_paths(None, "pbs", JobRequest(workdir="/home/ana/run", job_id="7",
+                                                               job_name="sim"), "ana")
+    assert stdout == "/home/ana/run/sim.o7"
     slurm = output_paths(None, "slurm", JobRequest(workdir="/w", job_id="7", stderr="e-%j.err"), "ana")
-    assert (slurm["stdout_path"], slurm["stderr_path"]) == ("/w/slurm-7.out", "/w/e-7.err")
+    assert slurm == ("/w", "/w/slurm-7.out", "/w/e-7.err")
 
 
 def test_plain_scripts_log_into_their_results_dir():
-    paths = output_paths(Path("/spool/results/x"), "slurm", JobRequest(workdir="/etc"), "ana")
-    assert paths["output_dir"] == "/spool/results/x" and paths["workdir"] is None
+    paths = output_paths("/spool/results/x", "slurm", JobRequest(workdir="/etc"), "ana")
+    assert paths == ("/spool/results/x", "/spool/results/x/output.log", None)
 
 
 def test_run_window_takes_first_executing_and_completed():
@@ -48,7 +52,7 @@ def test_run_window_takes_first_executing_and_completed():
         {"status": "Queued", "statusDate": "2026-01-01T00:00:00+00:00"},
     ]
     window = run_window(statuses)
-    assert window["remote_finished_at"] - window["remote_started_at"] == 3600
+    assert window["finished_at"] - window["started_at"] == 3600
 
 
 def test_backoff_doubles_and_clears():
@@ -69,8 +73,9 @@ def test_inflight_admits_one_worker_per_job():
 
 
 def test_steps_cover_every_state_the_agent_itself_must_move():
-    waiting_on_rescale = REMOTE_ACTIVE
+    waiting_on_rescale = REMOTE_ACTIVE  # moved by the watch (and by cancel_step's stops)
     assert set(STEPS) == set(JobState) - TERMINAL - waiting_on_rescale
+    assert not set(STEPS) & waiting_on_rescale
 
 
 def test_reconcile_key_and_table():
@@ -81,8 +86,6 @@ def test_reconcile_key_and_table():
 def test_cost_so_far_uses_the_run_window():
     from burst_agent.jobview import cost_so_far
 
-    class Job:
-        price_per_core_hour, cores_per_slot, slots = Decimal("0.10"), 4, 2
-        remote_started_at, remote_finished_at = 0.0, 1800.0
-
-    assert cost_so_far(Job(), now=99999) == Decimal("0.4000")
+    job = SimpleNamespace(plan=plan(cores_per_slot=4, slots=2),
+                          remote=Remote(started_at=0.0, finished_at=1800.0))
+    assert cost_so_far(job, now=99999) == Decimal("0.4000")

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from jobkit import make_job
 
 from burst_agent.lifecycle import JobState
 from burst_agent.metrics import Metrics
@@ -33,10 +34,7 @@ class Log:
 def setup(tmp_path):
     store, answers = JobStore(tmp_path / "db"), {}
     for name in ("a", "b"):
-        job = store.add_job(entry=name, reconcile_key=f"k-{name}", owner_uid=1)
-        for state in (JobState.TRANSLATED, JobState.STAGING_IN, JobState.CREATED, JobState.SUBMITTED):
-            store.transition(job.id, state)
-        store.update(job.id, remote_job_id=f"R{name}")
+        make_job(store, name, JobState.SUBMITTED, remote_job_id=f"R{name}")
 
     def statuses(remote_id: str) -> Any:
         answer = answers[remote_id]
@@ -69,5 +67,5 @@ def test_a_job_gone_on_rescale_fails_with_the_reason_and_the_other_moves_on(setu
     poll(ctx, trouble=PollTrouble())
     job = ctx.store.get(ids["a"])
     assert job.state is JobState.FAILED
-    assert job.failure_reason == "the remote job Ra no longer exists on Rescale (deleted there?)"
+    assert job.result.reason == "the remote job Ra no longer exists on Rescale (deleted there?)"
     assert ctx.store.get(ids["b"]).state is JobState.STAGING_OUT

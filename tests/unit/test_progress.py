@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jobkit import make_job
+
 from burst_agent.jobview import transfer
 from burst_agent.pipeline.progress import TransferProgress
 from burst_agent.store import JobStore
@@ -9,17 +11,17 @@ from burst_agent.store import JobStore
 
 def test_progress_sums_files_and_throttles_writes(tmp_path):
     store = JobStore(tmp_path / "state.db")
-    job = store.add_job(entry="e1", reconcile_key="k1", owner_uid=0)
+    job = make_job(store, "e1")
     now = [100.0]
     tracker = TransferProgress(store, job.id, clock=lambda: now[0])
     a, b = tracker.for_file("a"), tracker.for_file("b")
     a(10, 100)
     b(0, 300)  # within the same second: not written yet
-    assert store.get(job.id).transfer_total == 100
+    assert store.get(job.id).progress.transfer_total == 100
     now[0] += 1.0
     b(150, 300)
     record = store.get(job.id)
-    assert (record.transfer_done, record.transfer_total) == (160, 400)
+    assert (record.progress.transfer_done, record.progress.transfer_total) == (160, 400)
     assert transfer(record) == "160 B / 400 B (40%)"
     tracker.finish()
     assert transfer(store.get(job.id)) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from jobkit import make_job, plan
 
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.prune import DAY_S, prune_spool
@@ -18,8 +19,7 @@ def spool(tmp_path):
 
 
 def _job(store: JobStore, spool: Spool, entry: str, delivery: str, finished: bool) -> None:
-    job = store.add_job(entry=entry, reconcile_key=f"burst-t-{entry}", owner_uid=1000)
-    store.update(job.id, job_spec={"delivery": delivery})
+    job = make_job(store, entry, JobState.TRANSLATED, job_plan=plan(delivery=delivery))
     if finished:
         store.transition(job.id, JobState.FAILED, "test")
     (spool.logs / f"{entry}.log").write_text("remote log\n")

@@ -12,9 +12,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from jobkit import plan
 
 from burst_agent.config import config_from_mapping
 from burst_agent.lifecycle import JobState
+from burst_agent.record import Progress, Remote, Result
 from burst_agent.relayproto import (
     AgentBusy,
     ProtocolError,
@@ -45,10 +47,9 @@ class _Log:
 def _ctx(tmp_path: Path, **agent: Any) -> SimpleNamespace:
     log_file = tmp_path / "job.log"
     log_file.write_bytes(b"hello log\n")
-    job = SimpleNamespace(id="j1", owner_uid=ME, stdout_path=str(log_file), state=JobState.RUNNING,
-                          terminal=False, remote_status=None, remote_job_id=None, exit_code=None,
-                          failure_reason=None, relay_log=None, relay_log_offset=0,
-                          coretype=None, cores_per_slot=None, slots=None)
+    job = SimpleNamespace(id="j1", owner_uid=ME, plan=plan(stdout_path=str(log_file)), state=JobState.RUNNING,
+                          terminal=False, remote=Remote(), remote_job_id=None, result=Result(),
+                          progress=Progress())
     store = SimpleNamespace(by_entry=lambda entry: job if entry == "mine" else None)
     return SimpleNamespace(config=config_from_mapping({"agent": agent}), store=store, log=_Log(),
                            spool=Spool(tmp_path / "spool").ensure(), clock=time.time)

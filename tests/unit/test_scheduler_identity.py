@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from burst_agent.config import TranslateConfig
-from burst_agent.pipeline.intake import output_paths, scheduler_of
+from burst_agent.planning import output_paths, scheduler_of
 from burst_agent.relay import complete_request
 from burst_agent.request import JobRequest, TranslateError
 from burst_agent.translate import load_catalogue, parse_script, translate
@@ -61,4 +61,4 @@ def test_a_request_file_may_carry_only_scheduler_variables():
 def test_an_array_tasks_output_pattern_gets_the_real_array_job_id():
     req = JobRequest(workdir="/w", job_id="41", array_task_id=1, stdout="slurm-%A_%a.out",
                      scheduler_env={"SLURM_ARRAY_JOB_ID": "40"})
-    assert output_paths(None, "slurm", req, "ana")["stdout_path"] == "/w/slurm-40_1.out"
+    assert output_paths(None, "slurm", req, "ana")[1] == "/w/slurm-40_1.out"

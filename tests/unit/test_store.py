@@ -5,9 +5,11 @@ import threading
 from decimal import Decimal
 
 import pytest
+from jobkit import make_job, plan
 
 import burst_agent.store as store_module
 from burst_agent.lifecycle import IllegalTransition, JobState
+from burst_agent.record import Origin, Remote
 from burst_agent.store import MIGRATIONS, DuplicateJob, JobStore, StoreError, UnknownJob, new_job_id
 
 S = JobState
@@ -33,8 +35,9 @@ def store(db):
         yield s
 
 
-def add(store, entry="e1", **kw):
-    return store.add_job(entry=entry, reconcile_key=f"burst-test-{entry}", owner_uid=1000, **kw)
+def add(store, entry="e1", **origin):
+    return store.add_job(entry=entry, reconcile_key=f"burst-test-{entry}",
+                         origin=Origin(owner_uid=1000, **origin))
 
 
 def walk(store, job_id, *states):
@@ -43,27 +46,25 @@ def walk(store, job_id, *states):
 
 
 def test_add_and_reopen_keeps_every_field(store, db):
-    job = add(store, scheduler="slurm", scheduler_job_id="42", owner_name="ann", workdir="/home/ann",
-              request={"partition": "rescale"})
-    store.update(job.id, remote_job_id="AbCdE", price_per_core_hour=Decimal("0.0425"), input_file_ids=["f1"],
-                 tags_done=True)
+    job = make_job(store, "e1", S.TAGGED, job_plan=plan(price_per_core_hour=Decimal("0.0425")),
+                   remote_job_id="AbCdE", scheduler_job_id="42", owner_name="ann", partition="rescale")
     store.close()
     with JobStore(db) as again:
         got = again.get(job.id)
-    assert (got.entry, got.scheduler, got.scheduler_job_id, got.state) == ("e1", "slurm", "42", S.RECEIVED)
-    assert (got.remote_job_id, got.input_file_ids) == ("AbCdE", ("f1",))
-    assert got.price_per_core_hour == Decimal("0.0425")
-    assert got.tags_done is True and got.project_done is False
-    assert got.request == {"partition": "rescale"}
+    assert got == job
+    assert (got.entry, got.origin.scheduler_job_id, got.state) == ("e1", "42", S.TAGGED)
+    assert (got.remote_job_id, got.inputs.file_ids, got.origin.partition) == ("AbCdE", ("f1",), "rescale")
+    assert got.plan.price_per_core_hour == Decimal("0.0425") and got.plan == plan(
+        price_per_core_hour=Decimal("0.0425"))
 
 
-def test_transition_writes_history_in_same_step(store):
+def test_transition_writes_history_and_enters_the_state_in_same_step(store):
     job = add(store)
-    rec = store.transition(job.id, S.TRANSLATED, "translated ok", coretype="emerald", slots=1)
-    assert (rec.state, rec.coretype, rec.slots) == (S.TRANSLATED, "emerald", 1)
+    rec = store.transition(job.id, S.TRANSLATED, "translated ok", plan=plan())
+    assert (rec.state, rec.plan.coretype, rec.plan.slots) == (S.TRANSLATED, "emerald", 1)
     steps = [(h.from_state, h.to_state, h.reason) for h in store.history(job.id)]
     assert steps == [(None, S.RECEIVED, "claimed from spool"), (S.RECEIVED, S.TRANSLATED, "translated ok")]
-    assert rec.updated_at > job.updated_at
+    assert rec.updated_at > job.updated_at and rec.entered_at == rec.updated_at
 
 
 def test_illegal_transition_leaves_row_and_history_unchanged(store):
@@ -74,36 +75,53 @@ def test_illegal_transition_leaves_row_and_history_unchanged(store):
     assert len(store.history(job.id)) == 1
 
 
-def test_unknown_job_and_bad_fields(store):
+def test_unknown_job_and_fields_a_transition_may_not_change(store):
     with pytest.raises(UnknownJob):
         store.transition("nope", S.FAILED)
     with pytest.raises(UnknownJob):
-        store.update("nope", exit_code=1)
+        store.record_progress("nope", log_offset=1)
     job = add(store)
+    with pytest.raises(ValueError, match="entry"):
+        store.transition(job.id, S.FAILED, entry="other")
     with pytest.raises(ValueError, match="state"):
-        store.update(job.id, state="done")
+        store.record_progress(job.id, state="done")
     assert store.get("nope") is None
+
+
+def test_progress_and_remote_status_are_recorded_without_a_transition(store):
+    job = add(store)
+    store.record_progress(job.id, log_offset=7, relay_log="/home/a/slurm-1.out")
+    got = store.record_remote(job.id, Remote(status="Executing", started_at=5.0))
+    assert (got.progress.log_offset, got.progress.relay_log, got.remote.status) == (7, "/home/a/slurm-1.out",
+                                                                                     "Executing")
+    assert got.state is S.RECEIVED and len(store.history(job.id)) == 1
+
+
+def test_cancel_request_is_set_once_and_never_on_a_final_job(store):
+    job, done = add(store, "a"), add(store, "b")
+    walk(store, done.id, S.FAILED)
+    first = store.request_cancel(job.id, 10.0)
+    assert store.request_cancel(job.id, 20.0).cancel_requested_at == first.cancel_requested_at == 10.0
+    assert store.request_cancel(done.id, 10.0).cancel_requested_at is None
 
 
 def test_unique_reconcile_key_entry_and_remote_id(store):
     a = add(store, "a")
     with pytest.raises(DuplicateJob):
-        store.add_job(entry="b", reconcile_key=a.reconcile_key, owner_uid=1)
+        store.add_job(entry="b", reconcile_key=a.reconcile_key, origin=Origin(owner_uid=1))
     with pytest.raises(DuplicateJob):
         add(store, "a")
-    b = add(store, "b")
-    store.update(a.id, remote_job_id="R1")
+    make_job(store, "c", S.CREATED, remote_job_id="R1")
     with pytest.raises(DuplicateJob):
-        store.update(b.id, remote_job_id="R1")
-    assert store.by_entry("b").remote_job_id is None
+        make_job(store, "d", S.CREATED, remote_job_id="R1")
+    assert store.by_entry("d").remote_job_id is None
 
 
 def test_non_terminal_and_active_remote_after_reopen(store, db):
-    done, running, _fresh = add(store, "d"), add(store, "r"), add(store, "f")
+    done = add(store, "d")
+    running = make_job(store, "r", S.RUNNING, remote_job_id="R9")
+    add(store, "f")
     walk(store, done.id, S.FAILED)
-    walk(store, running.id, S.TRANSLATED, S.STAGING_IN, S.CREATED)
-    store.update(running.id, remote_job_id="R9")
-    walk(store, running.id, S.SUBMITTED, S.RUNNING)
     store.close()
     with JobStore(db) as again:
         assert [j.entry for j in again.non_terminal()] == ["r", "f"]
@@ -111,6 +129,13 @@ def test_non_terminal_and_active_remote_after_reopen(store, db):
         assert again.by_remote_id("R9").id == running.id
         counts = again.counts_by_state()
     assert (counts[S.FAILED], counts[S.RUNNING], counts[S.RECEIVED], counts[S.DONE]) == (1, 1, 1, 0)
+
+
+def test_job_counts_read_scheduler_and_partition(store):
+    make_job(store, "a", S.RUNNING, partition="rescale")
+    add(store, "b")
+    assert sorted(store.job_counts_reader()()) == [("plain", "", "received", 1),
+                                                   ("slurm", "rescale", "running", 1)]
 
 
 def test_upload_cache(store, db):
@@ -165,8 +190,7 @@ def test_job_ids_sort_by_time():
 
 
 def test_every_write_is_committed_before_return(store, db):
-    job = add(store)
-    store.update(job.id, remote_job_id="R7")
+    make_job(store, "e", S.CREATED, remote_job_id="R7")
     other = sqlite3.connect(db)
     try:
         assert other.execute("SELECT remote_job_id FROM jobs").fetchall() == [("R7",)]

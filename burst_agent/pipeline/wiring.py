@@ -1,0 +1,35 @@
+"""Wire the real collaborators of a Context from a config: token, client, store, spool, catalogue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from burst_agent.config import Config
+from burst_agent.logsetup import get_logger, register_secret
+from burst_agent.metrics import Metrics
+from burst_agent.pipeline.context import Catalogue, Context
+from burst_agent.pipeline.corecap import cloud_cores
+from burst_agent.rescale.client import RescaleClient
+from burst_agent.secret import TokenSource, load_token
+from burst_agent.spool import Spool
+from burst_agent.store import JobStore
+
+
+def build_context(config: Config, *, log: Any | None = None, **client_options: Any) -> Context:
+    """Wire the real collaborators from a config: token, client, store, spool, catalogue."""
+    api = config.api
+    token = load_token(TokenSource(credential_name=api.token_credential, file=api.token_file,
+                                   env_var=api.token_env))
+    register_secret(token.reveal())
+    metrics = Metrics(per_user_labels=config.metrics.per_user_labels, partitions=config.metrics.partitions)
+    client = RescaleClient.from_config(api, token, on_request=metrics.observe_request, **client_options)
+    store = JobStore(config.agent.state_db)
+    spool = Spool(config.agent.spool_dir).ensure()
+    metrics.watch_budgets(client.budgets)
+    metrics.watch_job_counts(store.job_counts_reader())
+    metrics.watch_spool(lambda: len(spool.list_incoming()))
+    ctx = Context(config=config, client=client, store=store, spool=spool,
+                  catalogue=Catalogue(fetch=client.list_coretypes), log=log or get_logger(),
+                  metrics=metrics)
+    metrics.watch_cloud_cores(lambda: cloud_cores(ctx))
+    return ctx
