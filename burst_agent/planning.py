@@ -12,19 +12,11 @@ from burst_agent.dialects.registry import DIALECTS, dialect_of_env
 from burst_agent.model import Coretype
 from burst_agent.outpaths import expand
 from burst_agent.record import Plan
+from burst_agent.rejection import EntryRejected
 from burst_agent.request import JobRequest, ScriptWarning
 from burst_agent.translate import translate
 
 PLAIN = DIALECTS["plain"]
-
-
-
-class PlanRefused(ValueError):
-    """Nobody may deliver this entry (e.g. another user's workdir outside the relay); `reason` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -62,19 +54,20 @@ def delivery_of(facts: EntryFacts) -> str:
     plain: a script with no workdir in request.json (its own `#SBATCH -D` is not trusted as a place
     to write into). relay: the relay prepared the inputs (its manifest is in the entry) and, running
     as the user, shows the log and writes the outputs. direct: an entry of the agent's own user, who
-    may use the workdir itself. Another user's workdir entry must come through the relay.
+    may use the workdir itself. Another user's workdir entry must come through the relay: an entry
+    nobody may deliver raises EntryRejected, its reason saying why.
     """
     workdir = facts.request.get("workdir")
     if facts.kind != "dir" or not workdir:
         return "plain"
     if not isinstance(workdir, str):
-        raise PlanRefused("request.json: workdir must be a string")
+        raise EntryRejected(facts.name, "request.json: workdir must be a string")
     if facts.has_manifest:
         return "relay"
     if facts.owner_uid != facts.agent_uid:
-        raise PlanRefused("another user's job must come through `burst-agent relay`")
+        raise EntryRejected(facts.name, "another user's job must come through `burst-agent relay`")
     if not facts.workdir_is_dir:
-        raise PlanRefused(f"workdir {workdir}: No such file or directory")
+        raise EntryRejected(facts.name, f"workdir {workdir}: No such file or directory")
     return "direct"
 
 
@@ -100,7 +93,7 @@ def decide(
     facts: EntryFacts, catalogue: Sequence[Coretype], translate_cfg: Any, *, reconcile_key: str,
     projects: Mapping[str, str],
 ) -> tuple[Plan, tuple[ScriptWarning, ...]]:
-    """The plan (and the script's warnings). Raises TranslateError, PlanRefused or ValueError."""
+    """The plan (and the script's warnings). Raises TranslateError, EntryRejected or ValueError."""
     mode = delivery_of(facts)
     parsed = parse_script(facts.script, scheduler=scheduler_of(facts.request),
                           request_overrides=dict(facts.request))

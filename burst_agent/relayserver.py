@@ -74,8 +74,9 @@ def _output_files(root: Path) -> list[str]:
 class RelayServer:
     """Serves <spool>/agent.sock; every request names an entry and must come from its owner (or root)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, accept_timeout_s: float = 0.5) -> None:
         self.ctx = ctx
+        self.accept_timeout_s = accept_timeout_s  # how long stop() may wait for the accept loop to see it
         self.last_seen: dict[str, float] = {}
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -338,7 +339,7 @@ class RelayServer:
         listener.bind(str(path))
         os.chmod(path, 0o666)  # anyone may connect; SO_PEERCRED decides what they may see
         listener.listen(socket.SOMAXCONN)
-        listener.settimeout(0.5)  # so the loop sees stop(); accepted sockets are blocking
+        listener.settimeout(self.accept_timeout_s)  # so the loop sees stop(); accepted sockets are blocking
         self._listener = listener
         self._stopping.clear()
         self._thread = threading.Thread(target=self._accept_loop, args=(listener,), name="relay-server",

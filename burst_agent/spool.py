@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from burst_agent.fsync import fsync_dir
 from burst_agent.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify, InotifyUnavailable
+from burst_agent.rejection import EntryRejected
 
 SCRIPT_MAX_BYTES = 1024 * 1024
 REQUEST_MAX_BYTES = 256 * 1024
@@ -46,15 +47,6 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 class AlreadyClaimed(Exception):
     """Another agent (or an earlier pass) claimed this entry first."""
-
-
-class EntryRejected(ValueError):
-    """The entry is unusable; `reason` is what goes into the quarantine reason file."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        self.name = name
-        self.reason = reason
-        super().__init__(f"spool entry {name!r} rejected: {reason}")
 
 
 @dataclass(frozen=True)

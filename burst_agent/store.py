@@ -209,7 +209,6 @@ _SINGLE: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = {
 }
 # What a transition may change besides the state (the rest is identity, set once).
 CHANGEABLE: frozenset[str] = frozenset({"plan", "remote_job_id", "inputs", "remote", "result"})
-_REQUIRED = ("entry", "reconcile_key", "owner_uid")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 

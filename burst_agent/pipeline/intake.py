@@ -7,7 +7,7 @@ from typing import Any
 
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import Context
-from burst_agent.planning import EntryFacts, PlanRefused, decide, delivery_of
+from burst_agent.planning import EntryFacts, decide, delivery_of
 from burst_agent.record import JobRecord, Origin
 from burst_agent.relay import INPUT_MANIFEST
 from burst_agent.request import TranslateError
@@ -97,8 +97,7 @@ def intake(ctx: Context, recovered: list[str] | None = None) -> int:
         except ENTRY_ERRORS as exc:
             # Whatever an entry does, it must not wedge intake: it goes to failed/ with the reason (a
             # store that fails is not the entry's doing: sqlite3 errors stop this pass and are logged).
-            reason = exc.reason if isinstance(exc, EntryRejected | PlanRefused) \
-                else f"cannot load the entry: {exc}"
+            reason = exc.reason if isinstance(exc, EntryRejected) else f"cannot load the entry: {exc}"
             if os.path.lexists(ctx.spool.claimed / name):  # take() quarantines what it rejects itself
                 ctx.spool.quarantine(name, reason)
             ctx.log.warning("spool entry rejected", entry=name, reason=reason)
@@ -111,7 +110,7 @@ def intake(ctx: Context, recovered: list[str] | None = None) -> int:
 def _rejection(entry: str, exc: Exception) -> str:
     if isinstance(exc, TranslateError):
         return exc.render(entry)
-    if isinstance(exc, EntryRejected | PlanRefused):
+    if isinstance(exc, EntryRejected):
         return exc.reason
     return f"{entry}: cannot translate: {exc}"
 

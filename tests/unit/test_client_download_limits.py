@@ -18,6 +18,7 @@ from burst_agent.secret import Token
 
 DATA = b"0123456789"
 MD5 = hashlib.md5(DATA).hexdigest()
+POLL_S = 0.01  # serve_forever's shutdown check; its 0.5 s default is a wait in every teardown
 
 
 class Server(ThreadingHTTPServer):
@@ -52,7 +53,7 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[Server]:
     srv = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, args=(POLL_S,), daemon=True).start()
     yield srv
     srv.shutdown()
     srv.server_close()

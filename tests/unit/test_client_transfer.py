@@ -19,6 +19,7 @@ from burst_agent.secret import Token
 
 CONTENT = bytes(range(256)) * 12289  # ~3 MiB: several 1 MiB chunks
 MD5 = hashlib.md5(CONTENT).hexdigest()
+POLL_S = 0.01  # serve_forever's shutdown check; its 0.5 s default is a wait in every teardown
 
 
 class FileServer(ThreadingHTTPServer):
@@ -68,7 +69,7 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     srv = FileServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(POLL_S,), daemon=True)
     thread.start()
     yield srv
     srv.shutdown()

@@ -1,5 +1,6 @@
 """Values int(), float() or repr() trip over are ConfigErrors naming the file and key, or the variable."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ from burst_agent.config import ConfigError, config_from_mapping, load_config
 
 HUGE = "1" * 4400  # past int()'s 4300-digit limit
 HEX = "0x" + "f" * 4000  # any length parses, but the int is too large for float() and str()
+# Past the recursion limit (YAML's composer recurses at least once a level); deeper only costs time.
+DEEP = "[" * sys.getrecursionlimit()
 
 
 @pytest.mark.parametrize(("key", "value"), [
@@ -24,7 +27,7 @@ def test_huge_integer_in_the_file_names_file_and_key(tmp_path: Path, key: str, v
     assert len(str(caught.value)) < 300
 
 
-@pytest.mark.parametrize("value", [HUGE, HEX, f"[{HUGE}]", "[" * 3000, ".nan", "2001-13-45", "!!int abc",
+@pytest.mark.parametrize("value", [HUGE, HEX, f"[{HUGE}]", DEEP, ".nan", "2001-13-45", "!!int abc",
                                    '"\\UFFFFFFFF"', f"%YAML 1.{HUGE}\n---\n"])
 def test_bad_environment_value_names_the_variable(value: str) -> None:
     name = "BURST_AGENT__API__CONNECT_TIMEOUT_S"

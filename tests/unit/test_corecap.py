@@ -7,19 +7,19 @@ import time
 
 import pytest
 from jobkit import make_job, plan
+from stagekit import open_store
 
 from burst_agent.config import ConfigError, config_from_mapping
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline import corecap
 from burst_agent.pipeline.corecap import CoreGate, Decision, provisioned_cores, waiting_reason
-from burst_agent.store import JobStore
 
 S = JobState
 
 
 @pytest.fixture
 def store(tmp_path):
-    with JobStore(tmp_path / "state.db") as s:
+    with open_store(tmp_path / "state.db") as s:
         yield s
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from stagekit import open_store
 from test_corecap import job
 
 from burst_agent import doctor
@@ -17,7 +18,6 @@ from burst_agent.pipeline.corecap import admit, gate_for
 from burst_agent.pipeline.errors import PermanentJobError
 from burst_agent.pipeline.submit import create
 from burst_agent.spool import Spool
-from burst_agent.store import JobStore
 
 S = JobState
 MESSAGE = "burst-agent: waiting for cloud cores: this job needs 8, 8 of the site's 8 are in use\n"
@@ -26,7 +26,7 @@ MESSAGE = "burst-agent: waiting for cloud cores: this job needs 8, 8 of the site
 @pytest.fixture
 def ctx(tmp_path):
     config = config_from_mapping({"agent": {"max_cloud_cores": 8, "spool_dir": str(tmp_path / "spool")}})
-    with JobStore(tmp_path / "state.db") as store:
+    with open_store(tmp_path / "state.db") as store:
         spool = Spool(tmp_path / "spool").ensure()
         yield Context(config=config, client=None, store=store, spool=spool,  # type: ignore[arg-type]
                       catalogue=Catalogue(fetch=list), log=get_logger())

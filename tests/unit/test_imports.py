@@ -8,6 +8,8 @@ import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import pytest
+
 import burst_agent
 
 ROOT = "burst_agent"
@@ -20,7 +22,8 @@ LAYERS: dict[str, int] = {
     for layer, prefixes in enumerate((
         # 0 foundations: pure rules, records and leaf helpers every layer uses
         ("", "arith", "command_wrapper", "config", "failpoints", "fsync", "inotify", "lifecycle",
-         "logsetup", "model", "record", "relayproto", "request", "sdnotify", "secret", "textable"),
+         "logsetup", "model", "record", "rejection", "relayproto", "request", "sdnotify", "secret",
+         "textable"),
         # 1 libraries: the job language and its plan, staging, the Rescale client, the store's contract
         ("dialects", "outpaths", "translate", "planning", "jobview", "staging", "rescale", "ledger"),
         # 2 I/O shells: the agent's store, spool and metrics, the user-side relay, doctor's checks
@@ -146,8 +149,14 @@ def test_the_layer_check_flags_only_imports_of_a_higher_layer():
     assert layer_of("burst_agent.lowly", layers) is None  # a prefix ends at a dot
 
 
-def test_the_real_graph_is_read():
-    graph = import_graph()
+@pytest.fixture(scope="module")
+def real_graph() -> dict[str, set[str]]:
+    """burst_agent's graph, read once for the tests below (reading it parses every module)."""
+    return import_graph()
+
+
+def test_the_real_graph_is_read(real_graph):
+    graph = real_graph
     assert "burst_agent.doctor" in graph["burst_agent.commands.doctor"]  # from burst_agent import doctor
     assert "burst_agent" in graph["burst_agent.rescale.client"]  # from burst_agent import __version__
     assert len(graph) > 50
@@ -161,11 +170,11 @@ def test_every_module_has_a_layer():
     assert not missing, f"add these modules to LAYERS: {missing}"
 
 
-def test_no_import_cycle():
-    found = cycles(import_graph())
+def test_no_import_cycle(real_graph):
+    found = cycles(real_graph)
     assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
-def test_no_module_imports_a_higher_layer():
-    found = upward(import_graph())
+def test_no_module_imports_a_higher_layer(real_graph):
+    found = upward(real_graph)
     assert not found, "upward imports:\n" + "\n".join(found)

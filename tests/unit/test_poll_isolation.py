@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 from jobkit import make_job
+from stagekit import open_store
 
 from burst_agent.lifecycle import JobState
 from burst_agent.metrics import Metrics
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.watch import PollTrouble, poll
 from burst_agent.rescale.errors import NotFoundError, ServerError
-from burst_agent.store import JobStore
 
 DONE = [{"status": "Completed", "statusReason": "Completed successfully",
          "statusDate": "2026-01-01T00:00:00"}]
@@ -32,7 +32,7 @@ class Log:
 
 @pytest.fixture
 def setup(tmp_path):
-    store, answers = JobStore(tmp_path / "db"), {}
+    store, answers = open_store(tmp_path / "db"), {}
     for name in ("a", "b"):
         make_job(store, name, JobState.SUBMITTED, remote_job_id=f"R{name}")
 

@@ -60,7 +60,8 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., RelayServer]]:
     started: list[RelayServer] = []
 
     def start(**agent: Any) -> RelayServer:
-        started.append(RelayServer(_ctx(tmp_path, **agent)))  # type: ignore[arg-type]
+        # A short accept timeout: stop() waits for the accept loop to notice, 0.5 s a test by default.
+        started.append(RelayServer(_ctx(tmp_path, **agent), accept_timeout_s=0.02))  # type: ignore[arg-type]
         started[-1].start()
         return started[-1]
 
@@ -132,7 +133,7 @@ def test_a_request_past_its_deadline_or_size_is_a_protocol_error() -> None:
 
 
 def test_a_silent_connection_is_answered_at_the_deadline(serve: Callable[..., RelayServer]) -> None:
-    assert "deadline" in _ask(serve(relay_request_timeout_s=0.2), b'{"op": "sta')["error"]
+    assert "deadline" in _ask(serve(relay_request_timeout_s=0.1), b'{"op": "sta')["error"]
 
 
 def test_connections_over_the_per_user_cap_get_busy_and_callers_see_an_oserror(server: RelayServer) -> None:

@@ -210,9 +210,9 @@ def test_rename_noreplace_refuses_to_replace(tmp_path):
 
 @pytest.mark.parametrize("use_inotify", [True, False])
 def test_watcher_wakes_on_arrival(spool, use_inotify):
-    with SpoolWatcher(spool, poll_interval=0.2, use_inotify=use_inotify) as watcher:
+    with SpoolWatcher(spool, poll_interval=0.05, use_inotify=use_inotify) as watcher:
         assert watcher.mode == ("inotify" if use_inotify else "scan")
-        timer = threading.Timer(0.3, submit_entry, args=(spool, SCRIPT))
+        timer = threading.Timer(0.1, submit_entry, args=(spool, SCRIPT))
         timer.start()
         woke = watcher.wait(10.0)
         timer.join()
@@ -223,7 +223,7 @@ def test_watcher_wakes_on_arrival(spool, use_inotify):
 def test_watcher_ignores_dotfiles_and_times_out(spool):
     with SpoolWatcher(spool) as watcher:
         (spool.incoming / ".partial").write_text("x")
-        assert watcher.wait(0.3) is False
+        assert watcher.wait(0.1) is False
 
 
 def test_script_owned_by_someone_else_is_rejected(spool):
@@ -241,7 +241,7 @@ def test_hard_linked_plain_file_is_rejected(spool, tmp_path):
 
 
 def test_watcher_wakes_when_held_back_plain_file_settles(tmp_path):
-    spool = Spool(tmp_path, plain_settle_s=0.5).ensure()
+    spool = Spool(tmp_path, plain_settle_s=0.25).ensure()
     drop_plain(spool, "late.sh", b"echo\n", age=0)
     assert spool.list_incoming() == []
     with SpoolWatcher(spool) as watcher:

@@ -10,8 +10,8 @@ from stagekit import CORETYPES, stage_context
 from burst_agent.config import config_from_mapping
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.intake import intake, translate_job
-from burst_agent.planning import EntryFacts, PlanRefused, decide, delivery_of
-from burst_agent.spool import submit_entry
+from burst_agent.planning import EntryFacts, decide, delivery_of
+from burst_agent.spool import EntryRejected, submit_entry
 from burst_agent.translate import load_catalogue
 
 S = JobState
@@ -55,6 +55,18 @@ def test_an_entry_nobody_may_deliver_is_quarantined_before_it_is_recorded(ctx, t
     assert "No such file or directory" in (ctx.spool.failed / "nowhere.reason").read_text()
 
 
+@pytest.mark.parametrize("partition", [5, ["rescale"], {"name": "rescale"}, True])
+def test_a_partition_that_is_not_a_string_quarantines_only_that_entry_naming_the_key(ctx, partition):
+    submit_entry(ctx.spool, SCRIPT, {"partition": "rescale"}, name="named")
+    submit_entry(ctx.spool, SCRIPT, {"partition": partition}, name="odd")
+    submit_entry(ctx.spool, SCRIPT, name="plain")  # no request.json, so no partition
+    assert intake(ctx) == 2
+    assert ctx.store.by_entry("odd") is None
+    reason = (ctx.spool.failed / "odd.reason").read_text().splitlines()[0]
+    assert reason == "request.json: partition must be a string"
+    assert [ctx.store.by_entry(name).origin.partition for name in ("named", "plain")] == ["rescale", None]
+
+
 def facts(**changes):
     base = dict(name="e", kind="dir", owner_uid=1000, owner_name="ana", agent_uid=0, request={},
                 script=SCRIPT, scheduler_job_id=None, has_manifest=False, workdir_is_dir=True,
@@ -78,8 +90,9 @@ def test_delivery_of_an_entry(changes, delivery):
     ({"request": {"workdir": "/w"}, "owner_uid": 0, "workdir_is_dir": False}, "workdir /w: No such file"),
 ])
 def test_delivery_of_an_entry_nobody_may_deliver_is_refused_with_the_reason(changes, reason):
-    with pytest.raises(PlanRefused, match=reason):
+    with pytest.raises(EntryRejected) as refused:  # the spool's own refusal type: intake catches one
         delivery_of(facts(**changes))
+    assert refused.value.reason.startswith(reason) and refused.value.name == "e"
 
 
 def decided(**changes):
