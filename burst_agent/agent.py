@@ -22,16 +22,16 @@ from burst_agent.pipeline.advance import ACTIONABLE, advance
 from burst_agent.pipeline.cancel import end_if_gone
 from burst_agent.pipeline.collect import StageOutIncomplete
 from burst_agent.pipeline.context import Context
+from burst_agent.pipeline.dispatch import Pacer
 from burst_agent.pipeline.errors import PermanentJobError
 from burst_agent.pipeline.intake import intake, unrecorded_claims
 from burst_agent.pipeline.logtail import LogTailer
 from burst_agent.pipeline.orphans import OrphanCheck
+from burst_agent.pipeline.pacing import work_class
 from burst_agent.pipeline.prune import prune_spool
 from burst_agent.pipeline.watch import poll
-from burst_agent.record import JobRecord
 from burst_agent.relayserver import RelayServer
 from burst_agent.rescale.errors import NotFoundError, RateLimitedError, RescaleError
-from burst_agent.rescale.ratelimit import BURST_SECONDS
 from burst_agent.sdnotify import Notifier
 from burst_agent.spool import SpoolWatcher
 
@@ -42,6 +42,8 @@ STOP_WAIT_S = 10.0
 # Step failures whose message says it all (logged without a traceback).
 EXPECTED: tuple[type[Exception], ...] = (RescaleError, StageOutIncomplete)
 ORPHAN_CHECK_S = 30.0
+# Started again this soon after a crash: the rate budgets start empty (no fresh burst per restart).
+RESTART_WINDOW_S = 60.0
 PRUNE_INTERVAL_S = 3600.0
 LAST_START_KEY = "last_start"
 CLEAN_STOP_KEY = "stopped_cleanly"
@@ -71,14 +73,6 @@ class Backoff:
         self._due.pop(job_id, None)
 
 
-def work_priority(job: JobRecord) -> int:
-    """Lower runs first: a stop (its relay has KillWait seconds to bring the outputs back), then
-    finishing jobs, then everything else (the order of issue 13's scheduler by scope, in small)."""
-    if job.cancel_requested_at is not None:
-        return 0
-    return 1 if job.state is JobState.STAGING_OUT else 2
-
-
 class InFlight:
     """Job ids some thread is working on; nobody else touches those jobs meanwhile."""
 
@@ -96,6 +90,10 @@ class InFlight:
     def discard(self, job_id: str) -> None:
         with self._lock:
             self._ids.discard(job_id)
+
+    def has(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._ids
 
     def __len__(self) -> int:
         with self._lock:
@@ -124,10 +122,15 @@ class Agent:
         self.stopping = threading.Event()
         self.inflight = InFlight()
         self.backoff = Backoff()
-        self.tailer = LogTailer()
+        self.pacer = Pacer(ctx.client.budgets)
+        ctx.metrics.watch_budget_waiting(lambda: self.pacer.waiting)
+        self.tailer = LogTailer(lambda: self.ctx.config.agent.log_tail_budget_share  # read each cycle
+                                * self.ctx.config.api.rate_limits.jobs_usage_per_hour
+                                * self.ctx.config.api.rate_limits.target_fraction)
         self.last_poll_ok: float | None = None
         self._queue: queue.PriorityQueue[tuple[int, int, str]] = queue.PriorityQueue()
         self._queued = itertools.count()
+        self._dispatching = threading.Lock()  # intake, poll and orphan loops all dispatch
         self._on_ready = on_ready
         self._scheduler = BackgroundScheduler(
             daemon=True, job_defaults={"coalesce": True, "max_instances": 1}
@@ -140,7 +143,7 @@ class Agent:
         try:
             job = self.ctx.store.get(job_id)
             if job is not None and not job.terminal:
-                advance(self.ctx, job, stopping=self.stopping.is_set)
+                advance(self.ctx, job, stopping=self.stopping.is_set, may_step=self.pacer.may_step)
             self.backoff.succeeded(job_id)
         except PermanentJobError as exc:
             self._fail(job_id, str(exc), exc.stage)
@@ -158,6 +161,7 @@ class Agent:
             log.warning("step failed; will retry", error=str(exc), error_type=type(exc).__name__,
                         retry_in_s=round(delay, 1), exc_info=not isinstance(exc, EXPECTED))
         finally:
+            self.pacer.done(job_id)
             self.inflight.discard(job_id)
 
     def _fail(self, job_id: str, reason: str, stage: str) -> None:
@@ -177,15 +181,25 @@ class Agent:
             self._work(job_id)
 
     def dispatch(self) -> int:
-        """Queue every job that has agent work to do now (and is not already being worked on)."""
+        """Queue the jobs that have agent work to do now and whose rate-budget scope allows it (see
+        pipeline/pacing.py); the others wait for the next tick, and are told so once."""
         store = self.ctx.store
         jobs = {job.id: job for job in store.jobs(ACTIONABLE)}
         jobs.update({job.id: job for job in store.cancel_pending()})
-        queued = 0
-        for job_id, job in jobs.items():
-            if self.backoff.due(job_id) and self.inflight.try_add(job_id):
-                self._queue.put((work_priority(job), next(self._queued), job_id))
-                queued += 1
+        with self._dispatching:
+            plan = self.pacer.plan(jobs.values(), lambda job: self.backoff.due(job.id)
+                                   and not self.inflight.has(job.id))
+            queued = 0
+            for work in plan.go:
+                if self.inflight.try_add(work.job_id):
+                    self.pacer.admitted(work)
+                    self.pacer.went_on(self.ctx, work)
+                    self._queue.put((work_class(work), next(self._queued), work.job_id))
+                    queued += 1
+        try:
+            self.pacer.tell_waiting(self.ctx, plan)
+        except Exception as exc:  # a note to the user must never stop the dispatch
+            self.ctx.log.warning("cannot tell jobs that they wait for budget", error=str(exc))
         return queued
 
     # -- periodic -------------------------------------------------------------------------------
@@ -276,7 +290,7 @@ class Agent:
             since = now - float(previous) if previous else None
         except ValueError:  # an unreadable record counts as a first start
             since = None
-        if not stopped_cleanly and since is not None and 0 <= since < BURST_SECONDS:
+        if not stopped_cleanly and since is not None and 0 <= since < RESTART_WINDOW_S:
             self.ctx.client.budgets.drain()
             self.ctx.log.warning("restarted soon after a crash: API budgets start empty",
                                  seconds_since_previous_start=round(since, 1))

@@ -11,7 +11,7 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
 
@@ -93,12 +93,25 @@ def _range(lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Client-side token buckets, per hour, defaulting to what Rescale enforces."""
+    """Client-side token buckets per Rescale throttle scope: hard limits per hour (Rescale's, where it
+    publishes them) and bursts; the agent spends at most `target_fraction` of each limit."""
 
     job_submission_per_hour: float = _range(0.001, None, default=1000.0)
-    job_reads_per_hour: float = _range(0.001, None, default=90000.0)
-    other_per_hour: float = _range(0.001, None, default=7200.0)
+    jobs_usage_per_hour: float = _range(0.001, None, default=90000.0)
+    user_per_hour: float = _range(0.001, None, default=7200.0)
+    # Unpublished by Rescale: today's conservative figure (the old "other" budget).
+    file_access_per_hour: float = _range(0.001, None, default=7200.0)
+    billing_per_hour: float = _range(0.001, None, default=7200.0)
+    job_submission_burst: float = _range(1, None, default=50.0)
+    jobs_usage_burst: float = _range(1, None, default=300.0)
+    user_burst: float = _range(1, None, default=150.0)
+    file_access_burst: float = _range(1, None, default=150.0)
+    billing_burst: float = _range(1, None, default=150.0)
+    target_fraction: float = _range(0.01, 1.0, default=0.85)
     enabled: bool = True
+    # Older names, still read: old key -> new key.
+    ALIASES: ClassVar[dict[str, str]] = {"job_reads_per_hour": "jobs_usage_per_hour",
+                                         "other_per_hour": "user_per_hour"}
 
 
 @dataclass(frozen=True)
@@ -182,7 +195,13 @@ class AgentConfig:
     intake_interval_s: float = _range(0.1, 60, default=1.0)
     workers: int = _range(1, 64, default=4)
     stop_grace_s: float = _range(0, 86400, default=120.0)
+    # Live logs: the tail cycle's period; each executing job is tailed again after min_interval while
+    # its log grows, after doubling intervals up to max_interval while silent; tails spend at most
+    # budget_share of the jobs-usage scope's target rate.
     log_tail_interval_s: float = _range(1, 3600, default=10.0)
+    log_tail_min_interval_s: float = _range(1, 3600, default=25.0)
+    log_tail_max_interval_s: float = _range(1, 86400, default=1800.0)
+    log_tail_budget_share: float = _range(0.001, 1.0, default=0.25)
     # A relay silent this long is checked against the scheduler; a vanished job is stopped remotely.
     relay_grace_s: float = _range(10, 86400, default=120.0)
     # agent.sock: open connections per uid and in all (over the cap: a `busy` answer), time per request.
@@ -196,6 +215,11 @@ class AgentConfig:
     # Slurm account / PBS project -> Rescale project id
     projects: dict[str, str] = field(default_factory=dict)
     organization: str | None = None  # Rescale organization code; needed to assign projects
+
+    def __post_init__(self) -> None:
+        if self.log_tail_max_interval_s < self.log_tail_min_interval_s:
+            raise ConfigError(f"agent.log_tail_max_interval_s: {self.log_tail_max_interval_s:g} is below"
+                              f" agent.log_tail_min_interval_s ({self.log_tail_min_interval_s:g})")
 
 
 @dataclass(frozen=True)
@@ -294,11 +318,26 @@ def _check_range(value: Any, meta: Mapping[str, Any], path: str) -> None:
         raise ConfigError(f"{path}: {value:g} is above the maximum {hi:g}")
 
 
+def _renamed(cls: type, data: Mapping[Any, Any], path: str) -> Mapping[Any, Any]:
+    """`data` with a class's older key names (its ALIASES) read as their new names."""
+    aliases: dict[str, str] = getattr(cls, "ALIASES", {})
+    if not any(old in data for old in aliases):
+        return data
+    renamed = dict(data)
+    for old, new in aliases.items():
+        if old in renamed:
+            if new in renamed:
+                raise ConfigError(f"{path}.{old}: the older name of {new}; give only one of them".lstrip("."))
+            renamed[new] = renamed.pop(old)
+    return renamed
+
+
 def _build(cls: type, data: Any, path: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path or 'top level'}: expected a mapping, got {type(data).__name__}")
+    data = _renamed(cls, data, path)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:

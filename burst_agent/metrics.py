@@ -6,18 +6,19 @@ import logging
 import platform
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from burst_agent import __version__
 from burst_agent.lifecycle import JobState
+from burst_agent.rescale.ratelimit import SCOPES, BudgetState
 from burst_agent.store import job_counts_reader
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "burst_agent"
-SCOPES = ("submission", "job_reads", "other")
 DIRECTIONS = ("upload", "download")
 FINISHED_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
@@ -68,15 +68,30 @@ TRANSFER_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.
 QUEUE_WAIT_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400)
 REMOTE_RUN_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 
+# Per-scope budget series: (BudgetState field, or "waiting" from the dispatcher; family; name; help).
+BUDGET_SERIES: tuple[tuple[str, type[GaugeMetricFamily | CounterMetricFamily], str, str], ...] = (
+    ("remaining", GaugeMetricFamily, "api_budget_remaining_requests",
+     "Requests left in the client-side rate budget (negative while requests wait)."),
+    ("capacity", GaugeMetricFamily, "api_budget_capacity_requests",
+     "Burst size of the client-side rate budget."),
+    ("limit_per_hour", GaugeMetricFamily, "api_budget_limit_per_hour", "Rescale's hard limit of the scope."),
+    ("rate_per_hour", GaugeMetricFamily, "api_budget_rate_per_hour",
+     "What the agent spends at most (limit x target fraction)."),
+    ("spent", CounterMetricFamily, "api_budget_spent_requests",
+     "Requests charged to the scope since the agent started."),
+    ("waited_s", CounterMetricFamily, "api_budget_wait_seconds",
+     "Seconds requests slept in the scope's bucket."),
+    ("waiting", GaugeMetricFamily, "api_budget_waiting_jobs",
+     "Jobs whose next step waits for budget in the scope."),
+)
+
 JobCounts = Callable[[], Iterable[tuple[str, str, str, int]]]
 
 
 class Budgets(Protocol):
     """What RateBudgets offers for metrics."""
 
-    def remaining(self, scope: str) -> float: ...
-
-    def capacity(self, scope: str) -> float: ...
+    def state(self, scope: str) -> BudgetState: ...
 
 
 def failure_class(reason: str | None, failed_from: JobState | str | None = None) -> str:
@@ -98,6 +113,7 @@ class _ScrapeCollector(Collector):
         self.job_counts: JobCounts | None = None
         self.spool_backlog: Callable[[], int] | None = None
         self.budgets: Budgets | None = None
+        self.budget_waiting: Callable[[], Mapping[str, int]] | None = None
         self.cloud_cores: Callable[[], tuple[int, int | None]] | None = None
         # Users can write any partition into a spool entry: only the admin's list becomes label values.
         self.partitions = partitions
@@ -110,13 +126,8 @@ class _ScrapeCollector(Collector):
         backlog = GaugeMetricFamily(
             f"{PREFIX}_spool_backlog_entries", "Spool entries waiting to be claimed by the agent."
         )
-        remaining = GaugeMetricFamily(
-            f"{PREFIX}_api_budget_remaining_requests",
-            "Requests left in the client-side rate budget (negative while requests wait).", labels=["scope"],
-        )
-        capacity = GaugeMetricFamily(
-            f"{PREFIX}_api_budget_capacity_requests", "Size of the client-side rate budget.", labels=["scope"]
-        )
+        budget = {field: kind(f"{PREFIX}_{name}", text, labels=["scope"])
+                  for field, kind, name, text in BUDGET_SERIES}
         cores_in_use = GaugeMetricFamily(
             f"{PREFIX}_cloud_cores_in_use", "Cores provisioned on Rescale (coresPerSlot x slots) by jobs"
             " from their create attempt until they are final."
@@ -142,8 +153,14 @@ class _ScrapeCollector(Collector):
             log.warning("metrics: cannot read spool backlog: %s", exc)
         if self.budgets is not None:
             for scope in SCOPES:
-                remaining.add_metric([scope], self.budgets.remaining(scope))
-                capacity.add_metric([scope], self.budgets.capacity(scope))
+                state = asdict(self.budgets.state(scope))
+                for field, family in budget.items():
+                    if field in state:
+                        family.add_metric([scope], state[field])
+        if self.budget_waiting is not None:
+            counts = self.budget_waiting()
+            for scope in SCOPES:
+                budget["waiting"].add_metric([scope], counts.get(scope, 0))
         try:
             if self.cloud_cores is not None:
                 used, cap = self.cloud_cores()
@@ -152,7 +169,7 @@ class _ScrapeCollector(Collector):
                     cores_cap.add_metric([], cap)
         except (OSError, sqlite3.Error) as exc:
             log.warning("metrics: cannot read cloud cores in use: %s", exc)
-        yield from (jobs, backlog, remaining, capacity, cores_in_use, cores_cap)
+        yield from (jobs, backlog, *budget.values(), cores_in_use, cores_cap)
 
 
 def _price(value: Decimal | float | str | None) -> float:
@@ -255,6 +272,10 @@ class Metrics:
     def watch_budgets(self, budgets: Budgets) -> None:
         """The client's RateBudgets (`client.budgets`)."""
         self._scrape.budgets = budgets
+
+    def watch_budget_waiting(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """{scope: jobs waiting for its budget} at each scrape (the agent's dispatcher)."""
+        self._scrape.budget_waiting = source
 
     def watch_cloud_cores(self, source: Callable[[], tuple[int, int | None]]) -> None:
         """(cloud cores in use, agent.max_cloud_cores) at each scrape, e.g. pipeline.corecap.cloud_cores."""

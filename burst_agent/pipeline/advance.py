@@ -43,15 +43,19 @@ STEPS: dict[JobState, Step] = {
 ACTIONABLE: frozenset[JobState] = frozenset(STEPS)
 
 
-def advance(ctx: Context, job: JobRecord, *, stopping: Callable[[], bool] = lambda: False) -> JobRecord:
-    """Run steps until the job waits on Rescale or for cloud cores, ends, or the agent is stopping."""
+def advance(
+    ctx: Context, job: JobRecord, *, stopping: Callable[[], bool] = lambda: False,
+    may_step: Callable[[JobRecord], bool] = lambda job: True,
+) -> JobRecord:
+    """Run steps until the job waits on Rescale, for cloud cores or for its turn (`may_step` says no:
+    the dispatcher's rate budgets), ends, or the agent is stopping."""
     while not job.terminal and not stopping():
         if job.cancel_requested_at is not None:
             job = cancel_step(ctx, job)
             if job.terminal or job.state in REMOTE_ACTIVE:
                 return job
         step = STEPS.get(job.state)
-        if step is None:
+        if step is None or not may_step(job):
             return job
         job = step(ctx, job)
         if corecap.waiting(job):  # held under agent.max_cloud_cores: the next dispatch asks again

@@ -15,13 +15,14 @@ from burst_agent.lifecycle import IllegalTransition, JobState, is_allowed, map_r
 from burst_agent.pipeline.cancel import end_vanished
 from burst_agent.pipeline.context import Context
 from burst_agent.record import JobRecord, Remote
+from burst_agent.rescale.client import PAGE_SIZE
 from burst_agent.rescale.errors import NotFoundError
 
 # (job id, remote job id, state, last known remote status), as JobStore.active_remote_brief gives them.
 Brief = tuple[str, str, JobState, str | None]
 GONE = "gone"  # a statuses answer meaning 404: Rescale has no such job
 
-LIST_PAGE_SIZE = 100
+LIST_PAGE_SIZE = PAGE_SIZE
 
 
 def _content(item: dict[str, Any], key: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
@@ -38,6 +38,9 @@ from burst_agent.secret import Token
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v2"
+# Items per list page we ask for. The API document names no maximum; a paginating server clamps a
+# larger page_size to its own (as Django REST framework does), so asking for a big page is safe.
+PAGE_SIZE = 1000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ERROR_BY_STATUS: dict[int, type[RescaleError]] = {
     400: ValidationError,
@@ -117,6 +120,14 @@ def retry_message(method: str, path: str, error: RescaleError, attempt: int, ret
     outcome = f"HTTP {error.status}" if error.status is not None else "no answer"
     return (f"rescale request failed, retrying: {method} {path} -> {outcome} ({type(error).__name__}); "
             f"attempt {attempt + 1} of {retries + 1}, next in {wait:.2f} s")
+
+
+def _with_page_size(url: str, size: int) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "page_size" for key, _ in query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode([*query, ("page_size", str(size))])))
 
 
 class RescaleClient:
@@ -231,6 +242,8 @@ class RescaleClient:
                 if response.status_code < 400:
                     return response
                 error = self._http_error(response, method, path, repeatable)
+                if isinstance(error, RateLimitedError):  # the server says this scope is spent
+                    self.budgets.drain(scope, error.retry_after or 0.0)
                 wait = self._retry_wait(error, repeatable, attempt)
                 if wait is None:
                     raise error
@@ -353,8 +366,13 @@ class RescaleClient:
         self, template: str, ids: Mapping[str, str | int] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Iterator[Any]:
-        """Every item of a list endpoint, following `next`; a bare JSON list is one page."""
+        """Every item of a list endpoint, following `next`; a bare JSON list is one page.
+
+        Every page asks for PAGE_SIZE items (a `next` link without page_size gets it added): each page
+        is one request against a budget, and a server's default page may be tiny.
+        """
         path = self.path(template, **(ids or {}))
+        params = {"page_size": PAGE_SIZE, **(params or {})}
         url: str | None = None
         seen: set[str] = set()
         while True:
@@ -372,6 +390,7 @@ class RescaleClient:
             if not isinstance(link, str):
                 raise PaginationError("`next` is not a string", method="GET", path=path)
             url = self._next_url(link, response.url or self.base_url, path)
+            url = _with_page_size(url, params["page_size"])
             if url in seen:
                 raise PaginationError("`next` loops back to a page already read", method="GET", path=path)
             seen.add(url)

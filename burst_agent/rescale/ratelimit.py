@@ -1,21 +1,19 @@
-"""Client-side rate budgets: one token bucket per scope, so we stay under Rescale's hourly limits.
+"""Client-side rate budgets: one token bucket per Rescale throttle scope, kept under each hard limit.
 
-Scopes (defaults are Rescale's published limits, config.RateLimits):
-  submission  POST /jobs/ (create) and POST /jobs/{id}/submit/      1000/h
-  job_reads   GET anything under /jobs/                             90000/h
-  other       everything else                                       7200/h
+The scopes and which requests spend them follow Rescale's own client (Rescale Interlink,
+internal/ratelimit): ROUTES below, first match wins. Each bucket refills at `target_fraction` (0.85)
+of the scope's hourly limit, because going over "blocks access for an extended time", holds at most
+the scope's burst, and starts full. `drain(scope, for_s)` empties a bucket and keeps it empty for
+`for_s` seconds: a 429 with Retry-After drains only its own scope; an agent restarted soon after a crash
+drains all of them, so a crash loop cannot fire a fresh burst on every start.
 
-Burst: each bucket holds `burst_seconds` worth of its rate (default 60 s: 16.7 submissions, 1500 job
-reads, 120 other calls) and starts full, so a quiet agent can fire a short burst at once, while a busy
-one settles at the hourly rate. `drain()` empties them: an agent restarted within a burst window of its
-previous start begins at the steady rate, so a crash loop cannot fire a fresh burst on every start.
-A request that finds its bucket empty reserves its token (the level goes negative) and sleeps until the
-bucket has refilled to it, outside the lock, so waiters are served in arrival order and never
-oversubscribe.
+`acquire` (the client, per request) blocks until a token is there; the agent's dispatcher uses
+`state()` to hand a worker only work whose scope has tokens, so workers do not sleep in here.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,23 +21,39 @@ from dataclasses import dataclass
 
 from burst_agent.config import RateLimits
 
-SUBMISSION = "submission"
-JOB_READS = "job_reads"
-OTHER = "other"
-SCOPES = (SUBMISSION, JOB_READS, OTHER)
-BURST_SECONDS = 60.0
+JOB_SUBMISSION = "job-submission"
+JOBS_USAGE = "jobs-usage"
+USER = "user"
+FILE_ACCESS = "file-access"
+BILLING = "billing"
+SCOPES = (JOB_SUBMISSION, JOBS_USAGE, USER, FILE_ACCESS, BILLING)
+COOLDOWN_MAX_S = 300.0  # a 429's Retry-After drains its scope at most this long (a hostile server)
 
-# (method, endpoint template) pairs that count against the submission budget.
-_SUBMISSION_ENDPOINTS = frozenset({("POST", "/jobs/"), ("POST", "/jobs/{id}/submit/")})
+# (method or "*", endpoint template pattern, scope): the first row that matches decides.
+ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("POST", re.compile(r"^/jobs/\{id\}/submit/$"), JOB_SUBMISSION),
+    ("*", re.compile(r"^/jobs/"), JOBS_USAGE),
+    ("*", re.compile(r"^/files/"), FILE_ACCESS),
+    ("*", re.compile(r"^/billing/"), BILLING),
+    ("*", re.compile(r""), USER),
+)
 
 
 def scope_for(method: str, template: str) -> str:
-    """The budget a request spends: by method and endpoint template (e.g. "/jobs/{id}/statuses/")."""
-    if (method, template) in _SUBMISSION_ENDPOINTS:
-        return SUBMISSION
-    if method == "GET" and template.startswith("/jobs/"):
-        return JOB_READS
-    return OTHER
+    """The scope a request spends, by method and endpoint template (e.g. "/jobs/{id}/statuses/")."""
+    return next(scope for m, pattern, scope in ROUTES
+                if m in ("*", method) and pattern.match(template))
+
+
+def limits_of(limits: RateLimits) -> dict[str, tuple[float, float]]:
+    """{scope: (hard limit per hour, burst)} from the config."""
+    return {
+        JOB_SUBMISSION: (limits.job_submission_per_hour, limits.job_submission_burst),
+        JOBS_USAGE: (limits.jobs_usage_per_hour, limits.jobs_usage_burst),
+        USER: (limits.user_per_hour, limits.user_burst),
+        FILE_ACCESS: (limits.file_access_per_hour, limits.file_access_burst),
+        BILLING: (limits.billing_per_hour, limits.billing_burst),
+    }
 
 
 @dataclass
@@ -62,6 +76,22 @@ class TokenBucket:
         return 0.0 if self.level >= 0 else -self.level / self.rate
 
 
+@dataclass(frozen=True)
+class BudgetState:
+    """One scope now, for the dispatcher, `status` and metrics."""
+
+    limit_per_hour: float  # Rescale's hard limit
+    rate_per_hour: float  # what we spend at most (limit x target fraction)
+    capacity: float
+    remaining: float  # tokens now; negative while requests wait or the scope cools down after a 429
+    spent: int  # requests since start
+    waited_s: float  # seconds requests slept in this bucket since start
+
+    def seconds_until(self, tokens: float = 1.0) -> float:
+        """How long until `tokens` are there (0 if they are now)."""
+        return max(0.0, (tokens - self.remaining) * 3600.0 / self.rate_per_hour)
+
+
 class RateBudgets:
     """Token buckets per scope. `acquire(scope)` blocks until the request may go; thread-safe."""
 
@@ -69,7 +99,6 @@ class RateBudgets:
         self,
         limits: RateLimits | None = None,
         *,
-        burst_seconds: float = BURST_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -78,41 +107,48 @@ class RateBudgets:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        per_hour = {
-            SUBMISSION: limits.job_submission_per_hour,
-            JOB_READS: limits.job_reads_per_hour,
-            OTHER: limits.other_per_hour,
-        }
+        self._limits = limits_of(limits)
         now = clock()
         self._buckets: dict[str, TokenBucket] = {}
-        for scope, hourly in per_hour.items():
-            capacity = max(1.0, hourly * burst_seconds / 3600.0)
-            self._buckets[scope] = TokenBucket(hourly / 3600.0, capacity, capacity, now)
+        self._spent = dict.fromkeys(SCOPES, 0)
+        self._waited = dict.fromkeys(SCOPES, 0.0)
+        for scope, (hourly, burst) in self._limits.items():
+            rate = hourly * limits.target_fraction / 3600.0
+            self._buckets[scope] = TokenBucket(rate, max(1.0, burst), max(1.0, burst), now)
 
     def acquire(self, scope: str) -> float:
         """Spend one token of `scope`, sleeping first if the budget is exhausted; return the wait."""
-        if not self.enabled:
-            return 0.0
         with self._lock:
+            self._spent[scope] += 1
+            if not self.enabled:
+                return 0.0
             wait = self._buckets[scope].reserve(self._clock())
+            self._waited[scope] += wait
         if wait > 0:
             self._sleep(wait)
         return wait
 
-    def drain(self) -> None:
-        """Empty every bucket: from now on requests go at the steady hourly rate until it refills."""
+    def drain(self, scope: str | None = None, for_s: float = 0.0) -> None:
+        """Empty `scope` (every scope if None) so that it refills only after `for_s` more seconds."""
+        for_s = min(max(0.0, for_s), COOLDOWN_MAX_S)
         with self._lock:
             now = self._clock()
-            for bucket in self._buckets.values():
+            for name in SCOPES if scope is None else (scope,):
+                bucket = self._buckets[name]
                 bucket.refill(now)
-                bucket.level = min(bucket.level, 0.0)
+                bucket.level = min(bucket.level, 0.0) - for_s * bucket.rate
 
-    def remaining(self, scope: str) -> float:
-        """Tokens left in `scope` now (negative while requests are queued on it); for metrics."""
+    def state(self, scope: str) -> BudgetState:
         with self._lock:
             bucket = self._buckets[scope]
             bucket.refill(self._clock())
-            return bucket.level
+            remaining = bucket.level if self.enabled else bucket.capacity
+            return BudgetState(self._limits[scope][0], bucket.rate * 3600.0, bucket.capacity, remaining,
+                               self._spent[scope], self._waited[scope])
+
+    def remaining(self, scope: str) -> float:
+        """Tokens left in `scope` now (negative while requests are queued on it); for metrics."""
+        return self.state(scope).remaining
 
     def capacity(self, scope: str) -> float:
         return self._buckets[scope].capacity

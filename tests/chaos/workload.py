@@ -86,7 +86,8 @@ def make_workload(count: int, seed: int, *, pause: tuple[float, float] = (0.0, 0
 
 # The workload squeezes hours of traffic into a minute: Rescale's hourly budgets (which the client keeps,
 # 1000 submissions/h) would pace it, and pacing is not what these tests measure. Budgets stay enabled.
-FAST_BUDGETS = {"job_submission_per_hour": 360000, "job_reads_per_hour": 3600000, "other_per_hour": 3600000}
+FAST_BUDGETS = {"job_submission_per_hour": 360000, "jobs_usage_per_hour": 3600000, "user_per_hour": 3600000,
+                "file_access_per_hour": 3600000, "billing_per_hour": 3600000}
 
 
 def fast_rig(root: Path, emulator: EmulatorHandle) -> AgentRig:

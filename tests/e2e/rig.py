@@ -35,11 +35,11 @@ class AgentRig:
         token.chmod(0o600)
         config = {
             "api": {"base_url": self.emulator.url, "token_file": str(token), "backoff_base_s": 0.05,
-                    "backoff_max_s": 0.5},
+                    "backoff_max_s": 0.5, **self.extra_config.get("api", {})},
             "agent": {"spool_dir": str(self.root / "spool"), "state_db": str(self.root / "state.db"),
                       "poll_interval_s": 5, "cluster_name": "test", **self.extra_config.get("agent", {})},
             "metrics": {"listen_port": 0},
-            **{k: v for k, v in self.extra_config.items() if k != "agent"},
+            **{k: v for k, v in self.extra_config.items() if k not in ("agent", "api")},
         }
         self.config_path = self.root / "agent.yaml"
         self.config_path.write_text(yaml.safe_dump(config))

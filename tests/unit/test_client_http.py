@@ -79,12 +79,16 @@ def test_paths_get_api_prefix_and_trailing_slash(rsps, client, call, url):
 
 def test_pagination_follows_next_over_several_pages(rsps, client):
     # The doc's sample `next` lacks the trailing slash: the client adds it.
-    rsps.get(f"{API}/coretypes/?page=3", json=page([{**HPC_TEST, "code": "c3"}], prev_key="prev"))
-    rsps.get(f"{API}/coretypes/?page=2", json=page([HPC_TEST], f"{API}/coretypes?page=3"))
-    rsps.get(f"{API}/coretypes/", json=page([STANDARD_PLUS], f"{API}/coretypes?page=2"))
+    # Every page asks for 1000 items, also where a `next` link leaves page_size out.
+    last = page([{**HPC_TEST, "code": "c3"}], prev_key="prev")
+    rsps.get(f"{API}/coretypes/?page=3&page_size=1000", json=last)
+    rsps.get(f"{API}/coretypes/?page=2&page_size=1000", json=page([HPC_TEST], f"{API}/coretypes?page=3"))
+    rsps.get(f"{API}/coretypes/?page_size=1000", json=page([STANDARD_PLUS], f"{API}/coretypes?page=2"))
     codes = [c["code"] for c in client.list_coretypes()]
     assert codes == ["standard-plus", "test", "c3"]
-    assert [c.request.url for c in rsps.calls][1:] == [f"{API}/coretypes/?page=2", f"{API}/coretypes/?page=3"]
+    assert [c.request.url for c in rsps.calls] == [
+        f"{API}/coretypes/?page_size=1000", f"{API}/coretypes/?page=2&page_size=1000",
+        f"{API}/coretypes/?page=3&page_size=1000"]
 
 
 @pytest.mark.parametrize(
@@ -113,7 +117,7 @@ def test_iter_jobs_sends_filters(rsps, client):
 
 
 def test_job_statuses_all_pages_newest_first(rsps, client):
-    rsps.get(f"{API}/jobs/cHDtgb/statuses/?page=2", json=page([STATUSES[2], STATUSES[0]]))
+    rsps.get(f"{API}/jobs/cHDtgb/statuses/?page=2&page_size=1000", json=page([STATUSES[2], STATUSES[0]]))
     rsps.get(f"{API}/jobs/cHDtgb/statuses/", json=page([STATUSES[1]], f"{API}/jobs/cHDtgb/statuses/?page=2"))
     assert [s["status"] for s in client.job_statuses("cHDtgb")] == ["Completed", "Executing", "Pending"]
 
@@ -158,7 +162,7 @@ def test_observer_gets_endpoint_template_without_ids(rsps, client, events):
     client.job_statuses("cHDtgb")
     (event,) = events
     assert (event.method, event.endpoint, event.status, event.scope) == (
-        "GET", "/jobs/{id}/statuses/", 200, "job_reads")
+        "GET", "/jobs/{id}/statuses/", 200, "jobs-usage")
     assert event.duration_s >= 0
 
 

@@ -10,7 +10,7 @@ from urllib3.exceptions import ProtocolError
 from burst_agent.config import RateLimits
 from burst_agent.rescale.client import RescaleClient
 from burst_agent.rescale.errors import RateLimitedError, ServerError, TransientError
-from burst_agent.rescale.ratelimit import JOB_READS, SUBMISSION, RateBudgets
+from burst_agent.rescale.ratelimit import JOB_SUBMISSION, JOBS_USAGE, RateBudgets
 from burst_agent.rescale.retry import RetryPolicy
 from burst_agent.secret import Token
 
@@ -104,11 +104,11 @@ def test_stop_is_retried(rsps, fake):
 
 
 def test_request_waits_for_an_empty_budget(rsps, fake):
-    limits = RateLimits(job_submission_per_hour=3600.0)  # one a second, burst of 60
+    limits = RateLimits(job_submission_per_hour=3600.0, target_fraction=1.0)  # one a second, burst of 50
     client = make_client(fake, limits)
     rsps.post(f"{API}/jobs/j1/submit/", status=200)
-    for _ in range(61):
+    for _ in range(51):
         client.submit_job("j1")
     assert fake.sleeps == [pytest.approx(1.0)]
-    assert client.budgets.remaining(SUBMISSION) == pytest.approx(0.0)
-    assert client.budgets.remaining(JOB_READS) == pytest.approx(1500.0)
+    assert client.budgets.remaining(JOB_SUBMISSION) == pytest.approx(0.0)
+    assert client.budgets.remaining(JOBS_USAGE) == pytest.approx(300.0)

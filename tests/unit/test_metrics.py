@@ -96,12 +96,18 @@ def test_client_hook_sees_real_requests(metrics, emulator):
 
 def test_budgets_are_read_at_scrape_time(metrics):
     now = [0.0]
-    budgets = RateBudgets(RateLimits(job_submission_per_hour=3600), burst_seconds=10, clock=lambda: now[0])
+    limits = RateLimits(job_submission_per_hour=3600, job_submission_burst=10)
+    budgets = RateBudgets(limits, clock=lambda: now[0])
     metrics.watch_budgets(budgets)
-    assert value(metrics, "burst_agent_api_budget_remaining_requests", scope="submission") == 10
-    budgets.acquire("submission")
-    assert value(metrics, "burst_agent_api_budget_remaining_requests", scope="submission") == 9
-    assert value(metrics, "burst_agent_api_budget_capacity_requests", scope="submission") == 10
+    metrics.watch_budget_waiting(lambda: {"job-submission": 7})
+    assert value(metrics, "burst_agent_api_budget_remaining_requests", scope="job-submission") == 10
+    budgets.acquire("job-submission")
+    assert value(metrics, "burst_agent_api_budget_remaining_requests", scope="job-submission") == 9
+    assert value(metrics, "burst_agent_api_budget_capacity_requests", scope="job-submission") == 10
+    assert value(metrics, "burst_agent_api_budget_rate_per_hour", scope="job-submission") == 3060
+    assert value(metrics, "burst_agent_api_budget_spent_requests_total", scope="job-submission") == 1
+    assert value(metrics, "burst_agent_api_budget_waiting_jobs", scope="job-submission") == 7
+    assert value(metrics, "burst_agent_api_budget_waiting_jobs", scope="jobs-usage") == 0
 
 
 def test_jobs_by_state_come_from_the_store(metrics, tmp_path):

@@ -1,11 +1,20 @@
-"""Rate budgets: scopes, burst, waiting when empty, refill (fake clock, no real sleeping)."""
+"""Rate budgets: Rescale's scopes, target fraction, burst, waiting when empty, drains (fake clock)."""
 
 from __future__ import annotations
 
 import pytest
 
-from burst_agent.config import RateLimits
-from burst_agent.rescale.ratelimit import JOB_READS, OTHER, SUBMISSION, RateBudgets, scope_for
+from burst_agent.config import ConfigError, RateLimits, config_from_mapping
+from burst_agent.rescale.ratelimit import (
+    BILLING,
+    COOLDOWN_MAX_S,
+    FILE_ACCESS,
+    JOB_SUBMISSION,
+    JOBS_USAGE,
+    USER,
+    RateBudgets,
+    scope_for,
+)
 
 
 class FakeTime:
@@ -23,59 +32,85 @@ def budgets(fake: FakeTime, **limits: float) -> RateBudgets:
 
 
 @pytest.mark.parametrize(("method", "template", "scope"), [
-    ("POST", "/jobs/", SUBMISSION), ("POST", "/jobs/{id}/submit/", SUBMISSION),
-    ("GET", "/jobs/", JOB_READS), ("GET", "/jobs/{id}/statuses/", JOB_READS),
-    ("POST", "/jobs/{id}/stop/", OTHER), ("GET", "/coretypes/", OTHER), ("POST", "/files/contents/", OTHER),
+    ("POST", "/jobs/{id}/submit/", JOB_SUBMISSION),
+    ("POST", "/jobs/", JOBS_USAGE),  # create is jobs-usage in Rescale's own client, not submission
+    ("GET", "/jobs/", JOBS_USAGE), ("GET", "/jobs/{id}/statuses/", JOBS_USAGE),
+    ("POST", "/jobs/{id}/stop/", JOBS_USAGE), ("GET", "/jobs/{id}/runs/{run}/tail/{path}/", JOBS_USAGE),
+    ("GET", "/jobs/{id}/submit/", JOBS_USAGE),
+    ("POST", "/files/contents/", FILE_ACCESS), ("GET", "/files/{id}/contents/", FILE_ACCESS),
+    ("GET", "/billing/computeprices/", BILLING),
+    ("GET", "/coretypes/", USER), ("POST", "/organizations/{org}/jobs/{id}/project-assignment/", USER),
 ])
 def test_scope_by_method_and_endpoint(method, template, scope):
     assert scope_for(method, template) == scope
 
 
-def test_defaults_follow_rescale_limits_with_a_one_minute_burst():
+def test_defaults_are_rescale_limits_at_85_percent_with_interlink_bursts():
     b = RateBudgets()
-    assert (b.capacity(SUBMISSION), b.capacity(JOB_READS), b.capacity(OTHER)) == pytest.approx(
-        (1000 / 60, 90000 / 60, 7200 / 60))
+    submission = b.state(JOB_SUBMISSION)
+    assert (submission.limit_per_hour, submission.rate_per_hour, submission.capacity) == \
+        pytest.approx((1000, 850, 50))
+    assert (b.capacity(JOBS_USAGE), b.capacity(USER)) == (300, 150)
+    assert b.state(JOBS_USAGE).rate_per_hour == pytest.approx(76500)
 
 
 def test_burst_goes_at_once_then_waits():
     fake = FakeTime()
-    b = budgets(fake, other_per_hour=360.0)  # 0.1/s, burst max(1, 6) = 6
-    waits = [b.acquire(OTHER) for _ in range(8)]
+    b = budgets(fake, user_per_hour=360.0, user_burst=6, target_fraction=1.0)  # 0.1/s
+    waits = [b.acquire(USER) for _ in range(8)]
     assert waits[:6] == [0.0] * 6
     assert waits[6:] == pytest.approx([10.0, 10.0])  # each waiter reserved its own slot
     assert fake.sleeps == pytest.approx([10.0, 10.0])
+    assert b.state(USER).spent == 8 and b.state(USER).waited_s == pytest.approx(20.0)
 
 
 def test_remaining_refills_with_time_up_to_capacity():
     fake = FakeTime()
-    b = budgets(fake, other_per_hour=3600.0)  # 1/s, capacity 60
+    b = budgets(fake, user_per_hour=3600.0, user_burst=60, target_fraction=1.0)  # 1/s
     for _ in range(10):
-        b.acquire(OTHER)
-    assert b.remaining(OTHER) == pytest.approx(50.0)
+        b.acquire(USER)
+    assert b.remaining(USER) == pytest.approx(50.0)
     fake.now += 5
-    assert b.remaining(OTHER) == pytest.approx(55.0)
+    assert b.remaining(USER) == pytest.approx(55.0)
     fake.now += 1000
-    assert b.remaining(OTHER) == pytest.approx(60.0)
+    assert b.remaining(USER) == pytest.approx(60.0)
 
 
-def test_disabled_budgets_never_wait():
+def test_disabled_budgets_never_wait_but_still_count():
     fake = FakeTime()
     b = budgets(fake, job_submission_per_hour=1.0, enabled=False)
-    assert [b.acquire(SUBMISSION) for _ in range(5)] == [0.0] * 5 and fake.sleeps == []
+    assert [b.acquire(JOB_SUBMISSION) for _ in range(5)] == [0.0] * 5 and fake.sleeps == []
+    assert b.state(JOB_SUBMISSION).spent == 5
 
 
 def test_scopes_are_independent():
     fake = FakeTime()
-    b = budgets(fake, job_submission_per_hour=60.0)  # capacity 1
-    b.acquire(SUBMISSION)
-    assert b.acquire(JOB_READS) == 0.0
-    assert b.acquire(SUBMISSION) == pytest.approx(60.0)
+    b = budgets(fake, job_submission_per_hour=60.0, job_submission_burst=1, target_fraction=1.0)
+    b.acquire(JOB_SUBMISSION)
+    assert b.acquire(JOBS_USAGE) == 0.0
+    assert b.acquire(JOB_SUBMISSION) == pytest.approx(60.0)
 
 
-def test_drain_empties_every_bucket_so_requests_go_at_the_steady_rate():
+def test_a_429_drains_only_its_scope_for_retry_after():
     fake = FakeTime()
-    b = budgets(fake, other_per_hour=360.0, job_submission_per_hour=3600.0)
+    b = budgets(fake, job_submission_per_hour=3600.0, target_fraction=1.0)
+    b.drain(JOB_SUBMISSION, for_s=30.0)
+    assert b.state(JOB_SUBMISSION).seconds_until() == pytest.approx(31.0)
+    assert b.remaining(JOBS_USAGE) == 300
+    b.drain(USER, for_s=1e9)  # a hostile Retry-After is capped
+    assert b.state(USER).seconds_until() == pytest.approx(COOLDOWN_MAX_S + 0.5)  # 2/s
+
+
+def test_drain_all_empties_every_bucket_so_requests_go_at_the_steady_rate():
+    fake = FakeTime()
+    b = budgets(fake, job_submission_per_hour=3600.0, target_fraction=1.0)
     b.drain()
-    assert b.remaining(OTHER) == pytest.approx(0.0) and b.remaining(SUBMISSION) == pytest.approx(0.0)
-    assert b.acquire(SUBMISSION) == pytest.approx(1.0)  # one token a second, none saved up
-    assert b.acquire(SUBMISSION) == pytest.approx(1.0)
+    assert all(b.remaining(s) == pytest.approx(0.0) for s in (USER, JOB_SUBMISSION, FILE_ACCESS))
+    assert b.acquire(JOB_SUBMISSION) == pytest.approx(1.0)  # one token a second, none saved up
+
+
+def test_old_config_names_still_read_and_both_names_are_refused():
+    limits = config_from_mapping({"api": {"rate_limits": {"job_reads_per_hour": 5, "other_per_hour": 7}}})
+    assert (limits.api.rate_limits.jobs_usage_per_hour, limits.api.rate_limits.user_per_hour) == (5, 7)
+    with pytest.raises(ConfigError, match=r"rate_limits\.other_per_hour: the older name of user_per_hour"):
+        config_from_mapping({"api": {"rate_limits": {"other_per_hour": 5, "user_per_hour": 7}}})

@@ -1,0 +1,116 @@
+"""The dispatcher's memory between ticks: what is in flight on which scope, and who was told they wait.
+
+The decisions are pacing.plan_dispatch's (pure); this shell reads the budgets, remembers the work
+it let go until a worker is done with it, and tells a job once that it waits for budget.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from burst_agent.lifecycle import JobState
+from burst_agent.pipeline.collect import append_log
+from burst_agent.pipeline.context import Context
+from burst_agent.pipeline.pacing import (
+    ANNOUNCE_AFTER_S,
+    CREATE_NEXT,
+    HOLDS_SUBMISSION,
+    DispatchPlan,
+    Scope,
+    Work,
+    plan_dispatch,
+    scope_of,
+    wait_estimate_s,
+    waiting_note,
+)
+from burst_agent.record import JobRecord, plan_of
+from burst_agent.rescale.ratelimit import JOB_SUBMISSION, SCOPES, BudgetState
+
+
+class Budgets(Protocol):
+    enabled: bool
+
+    def state(self, scope: str) -> BudgetState: ...
+
+
+def work_of(job: JobRecord) -> Work:
+    return Work(job.id, job.state, job.origin.owner_uid, job.cancel_requested_at is not None, job.created_at)
+
+
+class Pacer:
+    """Admits work by scope (thread-safe: workers call `done` and `may_step`, the loop calls `plan`)."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self._budgets = budgets
+        self._lock = threading.Lock()
+        self._admitted: dict[str, tuple[str, bool]] = {}  # job id -> (scope, holds a create's token)
+        self._told: set[str] = set()
+        self.waiting: dict[str, int] = {}
+
+    def _scopes(self) -> dict[str, Scope]:
+        if not self._budgets.enabled:
+            return {}
+        states = {name: self._budgets.state(name) for name in SCOPES}
+        return {name: Scope(st.remaining, st.rate_per_hour) for name, st in states.items()}
+
+    def plan(self, jobs: Iterable[JobRecord], ready: Callable[[JobRecord], bool]) -> DispatchPlan:
+        """What may go now among `jobs` (the actionable ones) that are `ready` (not in backoff, not
+        being worked on); what goes is remembered as in flight until `done`."""
+        jobs = list(jobs)
+        scopes = self._scopes()
+        with self._lock:
+            in_flight = Counter(scope for scope, _ in self._admitted.values() if scope != JOB_SUBMISSION)
+            holding = {job.id for job in jobs if job.state in HOLDS_SUBMISSION}
+            holding |= {job_id for job_id, (_, create) in self._admitted.items() if create}
+            plan = plan_dispatch([work_of(job) for job in jobs if ready(job)], scopes, in_flight,
+                                 len(holding))
+            self.waiting = plan.waiting_counts()
+        return plan
+
+    def admitted(self, work: Work) -> None:
+        with self._lock:
+            self._admitted[work.job_id] = (scope_of(work), work.state in CREATE_NEXT and not work.cancel)
+
+    def may_step(self, job: JobRecord) -> bool:
+        """Inside a worker: a job whose next step is a create goes on only if it was let go for one."""
+        if job.state not in CREATE_NEXT or job.cancel_requested_at is not None:
+            return True
+        with self._lock:
+            return self._admitted.get(job.id, ("", False))[1]
+
+    def done(self, job_id: str) -> None:
+        with self._lock:
+            self._admitted.pop(job_id, None)
+
+    def tell_waiting(self, ctx: Context, plan: DispatchPlan) -> None:
+        """Once per job: a line in its log and its `status` reason saying it waits, where and how long."""
+        queue = plan.waiting.get(JOB_SUBMISSION, [])
+        scopes = self._scopes()
+        if JOB_SUBMISSION not in scopes:
+            return
+        holding = plan.holding
+        for place, work in enumerate(queue):
+            if work.job_id in self._told or work.state is not JobState.STAGED:
+                continue
+            seconds = wait_estimate_s(place, scopes[JOB_SUBMISSION], holding)
+            if seconds < ANNOUNCE_AFTER_S:
+                continue
+            self._told.add(work.job_id)
+            note = waiting_note(JOB_SUBMISSION, place + holding, seconds)
+            job = ctx.store.record_reason(work.job_id, note)
+            ctx.job_log(job).info("waiting for budget", scope=JOB_SUBMISSION, ahead=place + holding,
+                                  estimate_s=round(seconds))
+            try:
+                append_log(plan_of(job).stdout_path, f"burst-agent: {note}\n".encode())
+            except OSError as exc:  # said once or not at all: `status` still shows the wait
+                ctx.job_log(job).warning("cannot write to the job's output file", error=str(exc))
+
+    def went_on(self, ctx: Context, work: Work) -> None:
+        """A job that was told it waits is on its way: its `status` reason no longer says it waits."""
+        if work.job_id in self._told:
+            self._told.discard(work.job_id)
+            if work.state is JobState.STAGED:
+                ctx.store.record_reason(work.job_id, None)

@@ -1,0 +1,65 @@
+"""The dispatcher by scope: priorities, budgets per scope, a create's submission token, fairness (pure)."""
+
+from __future__ import annotations
+
+from burst_agent.lifecycle import JobState
+from burst_agent.pipeline.pacing import Scope, Work, fair_order, plan_dispatch, wait_estimate_s, waiting_note
+from burst_agent.rescale.ratelimit import FILE_ACCESS, JOB_SUBMISSION, JOBS_USAGE
+
+S = JobState
+PLENTY = {JOB_SUBMISSION: Scope(50, 850), JOBS_USAGE: Scope(300, 76500), FILE_ACCESS: Scope(150, 6120)}
+
+
+def scopes(**tokens: float) -> dict[str, Scope]:
+    return {**PLENTY, **{k.replace("_", "-"): Scope(v, PLENTY[k.replace("_", "-")].per_hour)
+                         for k, v in tokens.items()}}
+
+
+def ids(works: list[Work]) -> list[str]:
+    return [w.job_id for w in works]
+
+
+def test_a_finished_job_is_collected_while_the_submission_scope_is_empty():
+    works = [Work(f"new{n}", S.STAGED, 1000, since=n) for n in range(5)] + [Work("done", S.STAGING_OUT, 1000)]
+    plan = plan_dispatch(works, scopes(job_submission=0), {}, 0)
+    assert ids(plan.go) == ["done"]
+    assert ids(plan.waiting[JOB_SUBMISSION]) == ["new0", "new1", "new2", "new3", "new4"]
+
+
+def test_cancel_then_finish_then_start():
+    works = [Work("up", S.TRANSLATED, 1), Work("collect", S.STAGING_OUT, 1, since=5),
+             Work("stop", S.RUNNING, 1, cancel=True, since=9)]
+    assert ids(plan_dispatch(works, PLENTY, {}, 0).go) == ["stop", "collect", "up"]
+
+
+def test_a_cancel_goes_even_with_every_scope_spent():
+    empty = {name: Scope(0, s.per_hour) for name, s in PLENTY.items()}
+    assert ids(plan_dispatch([Work("stop", S.RUNNING, 1, cancel=True)], empty, {}, 0).go) == ["stop"]
+
+
+def test_creates_go_only_with_submission_tokens_not_held_by_created_jobs():
+    works = [Work(f"s{n}", S.STAGED, 1, since=n) for n in range(4)] + [Work("sub", S.PROJECT_SET, 1, since=9)]
+    plan = plan_dispatch(works, scopes(job_submission=3.7), {}, holding_submission=1)
+    assert ids(plan.go) == ["s0", "s1", "sub"]  # 3 tokens: one held by `sub`, two for new creates
+    assert ids(plan.waiting[JOB_SUBMISSION]) == ["s2", "s3"]
+
+
+def test_work_in_flight_counts_against_its_scope():
+    works = [Work(f"o{n}", S.STAGING_OUT, 1, since=n) for n in range(3)]
+    plan = plan_dispatch(works, scopes(jobs_usage=2.5), {JOBS_USAGE: 1}, 0)
+    assert ids(plan.go) == ["o0"] and ids(plan.waiting[JOBS_USAGE]) == ["o1", "o2"]
+
+
+def test_owners_take_turns_so_an_array_does_not_starve_a_single_job():
+    array = [Work(f"a{n}", S.STAGED, 1000, since=n) for n in range(1000)]
+    single = Work("b", S.STAGED, 1001, since=2000.0)
+    assert ids(fair_order([*array, single]))[:3] == ["a0", "b", "a1"]
+    plan = plan_dispatch([*array, single], scopes(job_submission=1), {}, 0)
+    assert ids(plan.go) == ["a0"] and ids(plan.waiting[JOB_SUBMISSION])[0] == "b"
+
+
+def test_wait_estimate_and_note():
+    seconds = wait_estimate_s(36, Scope(0.0, 850), holding=0)
+    assert round(seconds) == round(37 * 3600 / 850)
+    assert waiting_note(JOB_SUBMISSION, 37, seconds) == \
+        "waiting for Rescale's submission budget: 37 jobs ahead, about 3 min"
