@@ -107,20 +107,22 @@ def plan_dispatch(
     `holding_submission`: jobs between create and submit (in the store or in flight), each holding a
     submission token. Cancels never wait: a stop must reach Rescale.
     """
-    free = {name: math.floor(s.tokens) - in_flight.get(name, 0) for name, s in scopes.items()}
-    free[JOB_SUBMISSION] = free.get(JOB_SUBMISSION, 0) - holding_submission
+    free: dict[str, float] = {name: math.floor(s.tokens) - in_flight.get(name, 0)
+                              for name, s in scopes.items()}
+    if JOB_SUBMISSION in free:  # a scope not given (budgets off) never makes work wait
+        free[JOB_SUBMISSION] -= holding_submission
     plan = DispatchPlan(holding=holding_submission)
     for work in fair_order(works):
         scope = scope_of(work)
         needs = [JOB_SUBMISSION, scope] if work.state in CREATE_NEXT and not work.cancel else [scope]
         if work.cancel or work.state in HOLDS_SUBMISSION:
             needs = [scope] if scope != JOB_SUBMISSION else []  # its submission token is held already
-        if work.cancel or all(free.get(n, 1) >= 1 for n in needs):
+        if work.cancel or all(free.get(n, math.inf) >= 1 for n in needs):
             for n in needs:
-                free[n] = free.get(n, 1) - 1
+                free[n] = free.get(n, math.inf) - 1
             plan.go.append(work)
         else:
-            short = next(n for n in needs if free.get(n, 1) < 1)
+            short = next(n for n in needs if free.get(n, math.inf) < 1)
             plan.waiting.setdefault(short, []).append(work)
     return plan
 

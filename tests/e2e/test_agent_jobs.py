@@ -44,7 +44,9 @@ def test_untranslatable_script_is_quarantined_with_its_reason(rig):
     entry = rig.submit("#!/bin/bash\n#SBATCH -N 2\n#SBATCH --time=abc\necho never\n", work)
     job = rig.wait_terminal(entry, timeout=20)
     assert job.state is JobState.FAILED
-    reason = (rig.spool.failed / f"{entry}.reason").read_text()
+    # The final transition is committed first, the spool entry quarantined right after it.
+    reason_file = rig.spool.failed / f"{entry}.reason"
+    reason = wait_until(lambda: reason_file.exists() and reason_file.read_text(), 10, "the reason file")
     assert f"{entry}:3: #SBATCH --time=abc: invalid time" in reason
     assert (rig.spool.failed / entry / "script").read_text().endswith("echo never\n")
     assert rig.emulator.stats()["jobsCreated"] == 0

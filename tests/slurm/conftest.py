@@ -207,8 +207,10 @@ class Cluster:
             if fields.get("JobState") in FINAL_STATES:
                 return fields
             time.sleep(0.2)
+        nodes = subprocess.run(["scontrol", "-o", "show", "node"], capture_output=True, text=True, timeout=20)
         subprocess.run(["scancel", job_id], timeout=20)
-        raise AssertionError(f"job {job_id} did not finish in {timeout}s: {fields.get('JobState')}")
+        raise AssertionError(f"job {job_id} did not finish in {timeout}s: {fields.get('JobState')}"
+                             f" (reason {fields.get('Reason')}); nodes: {nodes.stdout.strip()}")
 
     def wait_state(self, job_ids: list[str], state: str, timeout: float = 30.0) -> None:
         """Poll until every job is in `state` at the same time."""

@@ -209,7 +209,8 @@ def test_other_partitions_run_the_original_script_untouched(cluster, workdir):
     workdir.write("job.sh", PLAIN)
     for options in (["--partition=debug"], []):
         job_id = cluster.sbatch(workdir, "job.sh", *options)
-        fields = cluster.wait_job(job_id)
+        # A whole core each: it may wait for the cores of the previous tests' cancelled relays.
+        fields = cluster.wait_job(job_id, timeout=120)
         assert cluster.wait_file(workdir.path / f"slurm-{job_id}.out") == "original script ran\n"
         assert (fields["Requeue"], fields["Licenses"], fields.get("AdminComment")) == ("1", "(null)", None)
         assert not (workdir.path / f"relay-{job_id}").exists()

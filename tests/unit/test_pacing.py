@@ -44,6 +44,12 @@ def test_creates_go_only_with_submission_tokens_not_held_by_created_jobs():
     assert ids(plan.waiting[JOB_SUBMISSION]) == ["s2", "s3"]
 
 
+def test_with_budgets_off_nothing_waits():
+    works = [Work(f"s{n}", S.STAGED, 1, since=n) for n in range(3)] + [Work("o", S.STAGING_OUT, 1)]
+    plan = plan_dispatch(works, {}, {JOBS_USAGE: 9}, holding_submission=5)
+    assert len(plan.go) == 4 and plan.waiting == {}
+
+
 def test_work_in_flight_counts_against_its_scope():
     works = [Work(f"o{n}", S.STAGING_OUT, 1, since=n) for n in range(3)]
     plan = plan_dispatch(works, scopes(jobs_usage=2.5), {JOBS_USAGE: 1}, 0)
