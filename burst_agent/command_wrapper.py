@@ -13,6 +13,15 @@ from burst_agent.request import JobRequest
 SCRIPT_NAME = "burst_job_script"  # the batch script, shipped as an input file under this name
 EXIT_CODE_FILE = "burst_exit_code"  # one line: the script's exit status (0-255), an output file
 NODEFILE = "burst_nodefile"  # PBS_NODEFILE: one host name per task
+REMOTE_LOG = "process_output.log"  # Rescale's own log of the command, in the working directory
+CONTROL_DIR = ".burst"  # the command's own files; never an output (safepath.CONTROL_DIR_NAME)
+# staging.keep_outputs_on_rescale -> the packed outputs' name. The name tells the agent whether the
+# loose copies stayed on Rescale ("all": a bad archive falls back to them) or are gone ("archive").
+OUTPUTS_ARCHIVES: dict[str, str] = {"all": f"{CONTROL_DIR}/outputs.tar",
+                                    "archive": f"{CONTROL_DIR}/outputs-only.tar"}
+STARTED = f"{CONTROL_DIR}/started"  # made first: files whose inode changed after it are the job's
+# A file this size or larger stays loose: the archive saves requests, a big file is all bytes.
+PACK_MAX_FILE_BYTES = 64 * 1024**2
 
 
 class RunTime(str):
@@ -117,7 +126,7 @@ if [ "${SLURM_NTASKS:-1}" -gt 1 ] && command -v mpirun >/dev/null 2>&1; then
 fi
 exec "$@"
 """
-SHIM_DIR = ".burst/bin"
+SHIM_DIR = f"{CONTROL_DIR}/bin"
 
 
 def _shim_lines() -> list[str]:
@@ -129,13 +138,44 @@ def _shim_lines() -> list[str]:
     ]
 
 
+def _pack_lines(keep_outputs: str, script_name: str) -> list[str]:
+    """Pack what the job wrote into one archive (the agent fetches it with one request, not one per file).
+
+    Taken: regular files whose inode changed since the start (ctime: `cp -p` or `tar x` cannot age a
+    file the job made; unchanged inputs are left out), below PACK_MAX_FILE_BYTES, but not the control
+    files, the log or .burst/. Hard links are stored as plain copies. The archive is written under a
+    temporary name and renamed only once tar has succeeded, so a stop that kills tar leaves no archive
+    (the agent then fetches the loose files). "archive" mode deletes the packed files after the rename,
+    so Rescale keeps only the archive; anything not packed stays loose either way.
+    """
+    archive = OUTPUTS_ARCHIVES[keep_outputs]
+    listing, part, errors = f"{CONTROL_DIR}/packlist", f"{archive}.part", f"{CONTROL_DIR}/pack.log"
+    leave_out = (EXIT_CODE_FILE, NODEFILE, REMOTE_LOG, script_name)
+    excluded = " ".join(f"! -path {shlex.quote('./' + name)}" for name in leave_out)
+    delete = f" && xargs -0 rm -f -- < {listing}" if keep_outputs == "archive" else ""
+    return [
+        f"find . -path ./{CONTROL_DIR} -prune -o -type f -cnewer {STARTED} "
+        f"-size -{PACK_MAX_FILE_BYTES + 1}c {excluded} -print0 > {listing} 2>{errors}",
+        f"if [ -s {listing} ] && tar -cf {part} --hard-dereference --no-recursion --null -T {listing} "
+        f"2>>{errors}; then mv -f {part} {archive}{delete}; fi",
+        f"rm -f {listing} {part} {STARTED}; [ -s {errors} ] || rm -f {errors}",
+    ]
+
+
 def build_command(
     env: Mapping[str, str], interpreter: tuple[str, ...], *, ntasks: int, script_name: str = SCRIPT_NAME,
-    nodefile: bool = False, srun_shim: bool = False,
+    nodefile: bool = False, srun_shim: bool = False, keep_outputs: str = "all",
 ) -> str:
-    """Bash text Rescale runs in the job's working directory (where the inputs are extracted)."""
+    """Bash text Rescale runs in the job's working directory (where the inputs are extracted).
+
+    `keep_outputs` (staging.keep_outputs_on_rescale): "all" leaves every output file on Rescale next
+    to the archive, "archive" only the archive (and what was not packed).
+    """
+    if keep_outputs not in OUTPUTS_ARCHIVES:
+        raise ValueError(f"keep_outputs must be one of {', '.join(OUTPUTS_ARCHIVES)}, not {keep_outputs!r}")
     script = shlex.quote(script_name)
-    lines = ["# burst-agent: run the batch script as its scheduler would, keep its exit code"]
+    lines = ["# burst-agent: run the batch script as its scheduler would, keep its exit code, pack outputs",
+             f"mkdir -p {CONTROL_DIR} && : > {STARTED}"]
     if env:
         lines.append(_export_line(env))
     if srun_shim:
@@ -155,6 +195,7 @@ def build_command(
         'wait "$burst_pid"; burst_rc=$?',
         'while kill -0 "$burst_pid" 2>/dev/null; do wait "$burst_pid"; burst_rc=$?; done',
         f'echo "$burst_rc" > {EXIT_CODE_FILE}',
+        *_pack_lines(keep_outputs, script_name),  # a stopped job gets here too (the trap above)
         'exit "$burst_rc"',
     ]
     return "\n".join(lines)

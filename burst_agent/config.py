@@ -182,6 +182,9 @@ class StagingConfig:
     download_concurrency: int = _range(1, 64, default=8)
     free_space_margin_bytes: int = _range(0, None, default=256 * 1024**2)
     pull_outputs_on_cancel: bool = True
+    # The remote command packs a job's outputs into one archive; "all" also leaves every output file
+    # on Rescale (browsable there), "archive" only the archive (and what was not packed).
+    keep_outputs_on_rescale: Literal["all", "archive"] = "all"
 
 
 @dataclass(frozen=True)

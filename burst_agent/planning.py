@@ -91,7 +91,7 @@ def output_paths(results: str | None, scheduler: str, req: JobRequest, owner: st
 
 def decide(
     facts: EntryFacts, catalogue: Sequence[Coretype], translate_cfg: Any, *, reconcile_key: str,
-    projects: Mapping[str, str],
+    projects: Mapping[str, str], keep_outputs: str = "all",
 ) -> tuple[Plan, tuple[ScriptWarning, ...]]:
     """The plan (and the script's warnings). Raises TranslateError, EntryRejected or ValueError."""
     mode = delivery_of(facts)
@@ -99,7 +99,7 @@ def decide(
                           request_overrides=dict(facts.request))
     sid = facts.scheduler_job_id
     result = translate(parsed, catalogue, translate_cfg, job_name_hint=facts.name,
-                       job_ids={"job_id": sid} if sid else None)
+                       job_ids={"job_id": sid} if sid else None, keep_outputs=keep_outputs)
     body = dict(result.body)
     body["name"] = f"{body['name']} [{reconcile_key}]"
     output_dir, stdout, stderr = output_paths(None if mode == "direct" else facts.results_dir,

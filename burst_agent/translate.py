@@ -235,8 +235,11 @@ def translate(
     input_file_ids: Sequence[str | Mapping[str, Any]] = (),
     env: Mapping[str, str] | None = None,
     job_ids: Mapping[str, str] | None = None,
+    keep_outputs: str = "all",
 ) -> TranslationResult:
-    """Pick the hardware and build the POST /api/v2/jobs/ body for a parsed script."""
+    """Pick the hardware and build the POST /api/v2/jobs/ body for a parsed script.
+
+    `keep_outputs` is staging.keep_outputs_on_rescale (which outputs stay on Rescale once packed)."""
     req = parsed.request
     choice = choose_hardware(req, catalogue, cfg)
     cores = choice.cores_per_slot * choice.slots
@@ -259,7 +262,7 @@ def translate(
     )
     command = build_command(
         sched_env, parsed.interpreter, ntasks=req.ntasks, nodefile=scheduler.nodefile,
-        srun_shim=scheduler.srun_shim,
+        srun_shim=scheduler.srun_shim, keep_outputs=keep_outputs,
     )
     analysis: dict[str, Any] = {
         "analysis": {"code": code, "version": version},

@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         parsed = parse_script(text, scheduler=args.scheduler, request_overrides=overrides)
-        result = translate(parsed, catalogue, config.translate, job_name_hint=args.script.name)
+        result = translate(parsed, catalogue, config.translate, job_name_hint=args.script.name,
+                           keep_outputs=config.staging.keep_outputs_on_rescale)
     except TranslateError as exc:
         print(exc.render(name), file=sys.stderr)
         return EXIT_UNTRANSLATABLE

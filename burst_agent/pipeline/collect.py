@@ -25,6 +25,7 @@ from burst_agent.rescale.errors import SizeMismatchError, TransientError
 from burst_agent.staging.jobplan import CONTROL_FILES
 from burst_agent.staging.outputs import (
     DEFAULT_SKIP,
+    InsufficientSpaceError,
     MalformedRecord,
     OutputItem,
     Problem,
@@ -34,6 +35,7 @@ from burst_agent.staging.outputs import (
     download_all,
     select_outputs,
 )
+from burst_agent.staging.packed import ArchiveRefused, find_archive, unpack_outputs, without
 from burst_agent.staging.safepath import display
 
 SKIP = DEFAULT_SKIP | CONTROL_FILES | {REMOTE_LOG}
@@ -185,10 +187,53 @@ def _finish_log(ctx: Context, job: JobRecord, remote: RemoteFile | None) -> JobR
     return ctx.store.record_progress(job.id, log_offset=len(data))
 
 
-def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome) -> StageOutReport:
-    selection = select_outputs(files, job.inputs.md5s if job.inputs else {}, skip=SKIP)
-    items = [item for item in selection.items if not outcome.given_up(str(item.rel))]
+def _merged(*reports: StageOutReport) -> StageOutReport:
+    merged = StageOutReport()
+    for report in reports:
+        for name in ("done", "unchanged", "refused", "failed"):
+            getattr(merged, name).extend(getattr(report, name))
+    return merged
 
+
+def _unpack(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome,
+            download: Callable[[OutputItem, Path], None]) -> tuple[StageOutReport, frozenset[str]]:
+    """The packed outputs, if the command made them: (what unpacking did, the names the archive held).
+
+    An archive that cannot be used falls back to the loose files. When it was their only copy (the
+    job ran with keep_outputs_on_rescale "archive") it is an output like any other: refused, or failed
+    and retried (ATTEMPTS) while the loose files that are listed come one by one.
+    """
+    archive = find_archive(files)
+    if archive is None or (archive.sole and outcome.given_up(display(archive.path))):
+        return StageOutReport(), frozenset()
+    log, path = ctx.job_log(job), display(archive.path)
+    try:
+        if archive.record is None:
+            raise ArchiveRefused(archive.problem or "malformed file object")
+        unpacked = unpack_outputs(
+            archive.record, download=download, root=Path(plan_of(job).output_dir),
+            uploaded_inputs=job.inputs.md5s if job.inputs else {}, skip=SKIP,
+            concurrency=ctx.config.staging.download_concurrency,
+            margin_bytes=ctx.config.staging.free_space_margin_bytes,
+        )
+    except InsufficientSpaceError:
+        raise
+    except ArchiveRefused as exc:
+        if archive.sole:
+            outcome.refused.append(Problem(path, exc.reason))
+        log.warning("outputs archive refused, fetching the files one by one", path=path, reason=exc.reason)
+    except Exception as exc:  # its download: the loose files may still come
+        reason = display(f"{type(exc).__name__}: {exc}")
+        if archive.sole:
+            outcome.failed(Problem(path, reason, type(exc)))
+        log.warning("outputs archive not fetched, fetching the files one by one", path=path, reason=reason)
+    else:
+        log.info("outputs unpacked", path=path, members=len(unpacked.covered))
+        return unpacked.report, unpacked.covered
+    return StageOutReport(), frozenset()
+
+
+def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome) -> StageOutReport:
     tracker = TransferProgress(ctx.store, job.id)
 
     def download(item: OutputItem, dest: Path) -> None:
@@ -205,6 +250,9 @@ def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome)
         )
         ctx.metrics.transferred("download", result.size - result.resumed_from, time.monotonic() - started)
 
+    packed, covered = _unpack(ctx, job, files, outcome, download)
+    selection = select_outputs(without(files, covered), job.inputs.md5s if job.inputs else {}, skip=SKIP)
+    items = [item for item in selection.items if not outcome.given_up(str(item.rel))]
     report = download_all(
         items,
         download=download,
@@ -212,6 +260,7 @@ def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome)
         root=Path(plan_of(job).output_dir),
         margin_bytes=ctx.config.staging.free_space_margin_bytes,
     )
+    report = _merged(packed, report)
     outcome.refused += report.refused + selection.refused
     for problem in report.failed:
         outcome.failed(problem)

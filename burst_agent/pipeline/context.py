@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from burst_agent.command_wrapper import REMOTE_LOG as REMOTE_LOG  # the remote command never packs it
 from burst_agent.config import Config
 from burst_agent.ledger import JobLedger
 from burst_agent.lifecycle import JobState
@@ -19,8 +20,6 @@ from burst_agent.spool import Spool
 from burst_agent.translate import load_catalogue
 
 CATALOGUE_TTL_S = 3600.0
-
-REMOTE_LOG = "process_output.log"
 
 
 @dataclass

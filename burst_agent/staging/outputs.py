@@ -6,9 +6,9 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -114,12 +114,30 @@ class StageOutReport:
     failed: list[Problem] = field(default_factory=list)
 
 
-def _normalise(raw: str) -> str:
+def normalise(raw: str) -> str:
+    """A remote name without `./` and empty components: how names are compared (not yet checked)."""
     return "/".join(p for p in raw.split("/") if p not in ("", "."))
 
 
 def _skipped(norm: str, skip: Collection[str]) -> bool:
     return norm in skip or any(s.endswith("/") and norm.startswith(s) for s in skip)
+
+
+SKIP_CONTROL = "skip: agent control file"
+SKIP_INPUT = "skip: unchanged input"
+
+
+def check_output_name(path: str, *, skip: Collection[str] = DEFAULT_SKIP,
+                      reserved_dirs: Collection[str] = RESERVED_DIRS) -> PurePosixPath | Problem:
+    """The local relpath of a remote output name (a listed file's or an archive member's), or a Problem:
+    skipped (reason starting 'skip:') or refused by safe_relpath's rules. The one place names are judged.
+    """
+    if _skipped(normalise(path), skip):
+        return Problem(display(path), SKIP_CONTROL)
+    try:
+        return safe_relpath(path, reserved_dirs=reserved_dirs)
+    except UnsafePathError as exc:
+        return Problem(display(path), exc.reason)
 
 
 def _listed(remote: object, index: int) -> tuple[Mapping[str, Any], str]:
@@ -159,18 +177,17 @@ def _select_one(
     """An OutputItem, or a Problem whose reason starts with 'skip:' (normal) or not (refused)."""
     try:
         _, path = _listed(remote, index)
-        if _skipped(_normalise(path), skip):
-            return Problem(display(path), "skip: agent control file")
+        name = check_output_name(path, skip=skip, reserved_dirs=reserved_dirs)
+        if isinstance(name, Problem) and name.reason == SKIP_CONTROL:
+            return name
         record = check_record(remote, index)
     except MalformedRecord as exc:
         return Problem(exc.path, exc.reason)
-    if uploaded_inputs.get(_normalise(path)) == record.md5:
-        return Problem(display(path), "skip: unchanged input")
-    try:
-        rel = safe_relpath(path, reserved_dirs=reserved_dirs)
-    except UnsafePathError as exc:
-        return Problem(display(path), exc.reason)
-    return OutputItem(record.file_id, rel, record.size, record.md5, record.raw)
+    if uploaded_inputs.get(normalise(path)) == record.md5:
+        return Problem(display(path), SKIP_INPUT)
+    if isinstance(name, Problem):
+        return name
+    return OutputItem(record.file_id, name, record.size, record.md5, record.raw)
 
 
 def select_outputs(
@@ -225,21 +242,17 @@ def _md5_at(dir_fd: int, name: str) -> str:
     return digest.hexdigest()
 
 
-def _regular_with(dir_fd: int, name: str, item: OutputItem) -> bool:
-    """True if dir_fd/name is a regular file with the item's size and md5 (symlinks never match)."""
+def regular_with(dir_fd: int, name: str, size: int, md5: str | None) -> bool:
+    """True if dir_fd/name is a regular file with this size and md5 (symlinks never match)."""
     try:
         st = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
-    return (
-        stat.S_ISREG(st.st_mode)
-        and st.st_size == item.size
-        and item.md5 is not None
-        and _md5_at(dir_fd, name) == item.md5
-    )
+    same = stat.S_ISREG(st.st_mode) and st.st_size == size and md5 is not None
+    return same and _md5_at(dir_fd, name) == md5
 
 
-def _clear_stale(staging_fd: int, name: str) -> None:
+def clear_stale(staging_fd: int, name: str) -> None:
     """Remove anything but a regular file at staging/name, so the downloader never writes through a link."""
     try:
         st = os.lstat(name, dir_fd=staging_fd)
@@ -252,7 +265,9 @@ def _clear_stale(staging_fd: int, name: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Context:
+class Staging:
+    """An open output root and its private staging dir (fds), and how a file is downloaded there."""
+
     root_fd: int
     staging_fd: int
     staging_path: Path
@@ -260,51 +275,65 @@ class _Context:
     durable: bool
 
 
-def _stage(ctx: _Context, item: OutputItem) -> None:
+def stage(ctx: Staging, item: OutputItem) -> None:
     """Download into staging/<file id> unless a verified copy is already there (an earlier run's)."""
     name = item.file_id
-    _clear_stale(ctx.staging_fd, name + ".partial")
-    _clear_stale(ctx.staging_fd, name)
-    if _regular_with(ctx.staging_fd, name, item):
+    clear_stale(ctx.staging_fd, name + ".partial")
+    clear_stale(ctx.staging_fd, name)
+    if regular_with(ctx.staging_fd, name, item.size, item.md5):
         return
     with suppress(FileNotFoundError):
         os.unlink(name, dir_fd=ctx.staging_fd)
     ctx.download(item, ctx.staging_path / name)
 
 
-def _fetch(ctx: _Context, item: OutputItem) -> bool:
-    """Download and commit one item; False if an identical file is already in place."""
-    parent_fd = open_dir(ctx.root_fd, item.rel.parent, create=True)
+def commit_staged(ctx: Staging, staged: str, rel: PurePosixPath, fill: Callable[[], None], size: int,
+                  md5: str | None) -> bool:
+    """Put staging/<staged> at root/<rel>, confined; False if an identical file is already there.
+
+    The destination directory is opened (made) and checked first; `fill()` then writes staging/<staged>
+    (a download), only if the destination does not already hold the content. A staged file that is not
+    needed (the destination holds it already) is removed.
+    """
+    parent_fd = open_dir(ctx.root_fd, rel.parent, create=True)
     try:
-        check_destination(parent_fd, item.rel.name, str(item.rel))
-        if _regular_with(parent_fd, item.rel.name, item):
+        check_destination(parent_fd, rel.name, str(rel))
+        if regular_with(parent_fd, rel.name, size, md5):
+            with suppress(FileNotFoundError):
+                os.unlink(staged, dir_fd=ctx.staging_fd)
             return False
-        _stage(ctx, item)
+        fill()
         try:
-            require_regular_at(ctx.staging_fd, item.file_id)
-            commit_at(ctx.staging_fd, item.file_id, parent_fd, item.rel.name, str(item.rel))
+            require_regular_at(ctx.staging_fd, staged)
+            commit_at(ctx.staging_fd, staged, parent_fd, rel.name, str(rel))
         except UnsafePathError:
             with suppress(FileNotFoundError):
-                os.unlink(item.file_id, dir_fd=ctx.staging_fd)
+                os.unlink(staged, dir_fd=ctx.staging_fd)
             raise
         return True
     finally:
         os.close(parent_fd)
 
 
-def _record(report: StageOutReport, item: OutputItem, run: Callable[[], bool]) -> None:
+def _fetch(ctx: Staging, item: OutputItem) -> bool:
+    """Download and commit one item; False if an identical file is already in place."""
+    return commit_staged(ctx, item.file_id, item.rel, lambda: stage(ctx, item), item.size, item.md5)
+
+
+def record(report: StageOutReport, rel: PurePosixPath, run: Callable[[], bool]) -> None:
+    """Run one file's fetch and file its outcome in the report (done, unchanged, refused, failed)."""
     try:
         changed = run()
     except UnsafePathError as exc:
-        report.refused.append(Problem(str(item.rel), exc.reason))
+        report.refused.append(Problem(str(rel), exc.reason))
     except Exception as exc:  # one bad file must not stop the others
         # The message may carry the server's own words (an error detail): shown escaped, like names.
-        report.failed.append(Problem(str(item.rel), display(f"{type(exc).__name__}: {exc}"), type(exc)))
+        report.failed.append(Problem(str(rel), display(f"{type(exc).__name__}: {exc}"), type(exc)))
     else:
-        (report.done if changed else report.unchanged).append(item.rel)
+        (report.done if changed else report.unchanged).append(rel)
 
 
-def _sync_dirs(root_fd: int, rels: Iterable[PurePosixPath]) -> None:
+def sync_dirs(root_fd: int, rels: Iterable[PurePosixPath]) -> None:
     """fsync every directory that gained an entry, once, parents included (the root is '.')."""
     dirs = {parent for rel in rels for parent in rel.parents}
     for rel_dir in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
@@ -328,6 +357,35 @@ def _fd_path(fd: int, fallback: Path) -> Path:
     return proc if proc.is_dir() else fallback
 
 
+@contextmanager
+def staging_area(root: Path, download: Callable[[OutputItem, Path], None], *, durable: bool = True
+                 ) -> Iterator[Staging]:
+    """Open root and root/.burst-staging (made 0700, never through a symlink); the staging dir is
+    removed afterwards if empty (not after an error: it may hold a partial download to resume)."""
+    root_fd = open_root(root)
+    try:
+        staging_fd = _open_staging(root_fd)
+        try:
+            yield Staging(root_fd, staging_fd, _fd_path(staging_fd, root / STAGING_DIR_NAME), download,
+                          durable)
+        finally:
+            os.close(staging_fd)
+        with suppress(OSError):
+            os.rmdir(STAGING_DIR_NAME, dir_fd=root_fd)
+    finally:
+        os.close(root_fd)
+
+
+def capacity(root: Path) -> int:
+    """The size of root's whole filesystem: a file declaring more can never fit, however long we wait."""
+    vfs = os.statvfs(root)
+    return vfs.f_blocks * vfs.f_frsize
+
+
+def too_big(rel: str, size: int, whole: int) -> Problem:
+    return Problem(rel, f"declares {size} bytes, more than the whole filesystem ({whole})")
+
+
 def download_all(
     items: Iterable[OutputItem],
     *,
@@ -349,30 +407,22 @@ def download_all(
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     items = list(items)
     report = StageOutReport()
-    vfs = os.statvfs(root)
-    capacity = vfs.f_blocks * vfs.f_frsize
+    whole = capacity(root)
     # A size no free space could ever hold is refused alone: waiting for space would wait forever.
-    report.refused += [Problem(str(i.rel), f"declares {i.size} bytes, more than the whole filesystem "
-                               f"({capacity})") for i in items if i.size > capacity]
-    items = [item for item in items if item.size <= capacity]
+    report.refused += [too_big(str(i.rel), i.size, whole) for i in items if i.size > whole]
+    items = [item for item in items if item.size <= whole]
     check_free_space(root, sum(item.size for item in items), margin_bytes=margin_bytes)
-    root_fd = open_root(root)
-    try:
-        staging_fd = _open_staging(root_fd)
-        try:
-            staging_path = _fd_path(staging_fd, root / STAGING_DIR_NAME)
-            ctx = _Context(root_fd, staging_fd, staging_path, download, durable)
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stageout") as pool:
-                for item in items:
-                    pool.submit(_record, report, item, lambda item=item: _fetch(ctx, item))
-            if durable:
-                _sync_dirs(root_fd, report.done)
-            for entries in (report.done, report.unchanged, report.refused, report.failed):
-                entries.sort(key=str)
-        finally:
-            os.close(staging_fd)
-        with suppress(OSError):
-            os.rmdir(STAGING_DIR_NAME, dir_fd=root_fd)
-    finally:
-        os.close(root_fd)
+    with staging_area(root, download, durable=durable) as ctx:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stageout") as pool:
+            for item in items:
+                pool.submit(record, report, item.rel, lambda item=item: _fetch(ctx, item))
+        finish(ctx, report)
     return report
+
+
+def finish(ctx: Staging, report: StageOutReport) -> None:
+    """fsync the directories that gained files (if durable) and sort the report."""
+    if ctx.durable:
+        sync_dirs(ctx.root_fd, report.done)
+    for entries in (report.done, report.unchanged, report.refused, report.failed):
+        entries.sort(key=str)
