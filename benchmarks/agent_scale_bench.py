@@ -7,9 +7,11 @@ the agent's one-listing watch finds every job. Then `burst-agent run` starts as 
   ready   = seconds from spawn to the JSON log line {"event": "agent running"}
   RSS     = VmRSS / VmHWM from /proc/PID/status after the 1st and 2nd full poll cycle
   CPU     = agent CPU seconds per wall second over a later window (steady state, no job changes)
-A poll cycle is complete when the emulator has served all its list pages (10,000 / 100 per page).
+A poll cycle is complete when the emulator has served all its list pages (10,000 / LIST_PAGE_SIZE).
+--budget-scale 1 (the default) runs the agent under Rescale's default budgets in real time (nothing here
+waits for them: a cycle is 10 listing pages of jobs-usage); K multiplies every hourly budget by K.
 
-Run:  .venv/bin/python benchmarks/agent_scale_bench.py [--jobs 10000] [--profile FILE]
+Run:  .venv/bin/python benchmarks/agent_scale_bench.py [--jobs 10000] [--profile FILE] [--budget-scale 1]
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from agentbench import (
     PY,
     TOKEN,
     AgentProcess,
+    add_budget_scale,
     add_queued_job,
+    budgets_label,
     cpu_seconds,
     job_body,
     machine,
     proc_status,
     profile_summary,
+    scale_flag,
     start_profiler,
     stop_profiler,
     table,
@@ -101,8 +106,10 @@ def main() -> int:
                         help="run the agent with MALLOC_ARENA_MAX=N (glibc arenas; tests the RSS growth)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy collapsed stacks of the agent over the CPU window (and a summary)")
+    add_budget_scale(parser, "1")
     args = parser.parse_args()
     print(machine())
+    print(budgets_label(args.budget_scale))
     root = Path(tempfile.mkdtemp(prefix="burst-scale-bench-"))
     emulator = start_emulator(root / "emulator", TOKEN, step_seconds=3600)
     agent = None
@@ -110,7 +117,8 @@ def main() -> int:
         remote_ids = inject_remote_jobs(emulator, args.jobs)
         filled = populate(root, remote_ids)
         print(f"prepared {args.jobs} QUEUED records + claimed entries in {filled:.1f} s")
-        config = write_config(root, emulator.url, agent={"poll_interval_s": 5})
+        config = write_config(root, emulator.url, agent={"poll_interval_s": 5},
+                              budget_scale=args.budget_scale)
         pages = math.ceil(args.jobs / LIST_PAGE_SIZE)
         env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if args.malloc_arena_max else None
         agent = AgentProcess(config, root / "agent.log", env=env)
@@ -156,7 +164,7 @@ def main() -> int:
     extra = (f" --profile {args.profile}" if args.profile else "") + (
         f" --malloc-arena-max {args.malloc_arena_max}" if args.malloc_arena_max else "")
     print(f"command: {PY} benchmarks/agent_scale_bench.py --jobs {args.jobs} "
-          f"--window {args.window:.0f}{extra}")
+          f"--window {args.window:.0f} --budget-scale {scale_flag(args.budget_scale)}{extra}")
     return 0
 
 

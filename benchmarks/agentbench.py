@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from burst_agent.config import TranslateConfig
+from burst_agent.config import RateLimits, TranslateConfig
 from burst_agent.lifecycle import JobState
 from burst_agent.record import Inputs, Origin, Plan, Remote
 from burst_agent.store import JobStore
@@ -38,6 +41,9 @@ sleep 600
 # The path a job takes from the spool to an active remote state (what a restart finds).
 TO_QUEUED = (JobState.TRANSLATED, JobState.STAGING_IN, JobState.STAGED, JobState.CREATING, JobState.CREATED,
              JobState.TAGGED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.QUEUED)
+# Budget scaling: every hourly limit x K (a burst is a count, so it stays), every remote duration / K,
+# so demand keeps its proportion to the budget and an hour of a busy site runs in 60/K minutes.
+PER_HOUR_KEYS = tuple(f.name for f in dataclasses.fields(RateLimits) if f.name.endswith("_per_hour"))
 
 
 def machine() -> str:
@@ -67,14 +73,71 @@ def job_body(i: int = 0) -> tuple[dict[str, Any], str]:
     return dict(result.body), script
 
 
-def write_config(root: Path, url: str, *, agent: Mapping[str, Any] | None = None) -> Path:
-    """An agent config under root: budgets lifted, metrics off, fast retries; `agent` overrides keys."""
+def rate_limits_config(budget_scale: float | None) -> dict[str, Any]:
+    """`api.rate_limits` of a benchmark: None lifts the budgets; K is every default hourly limit x K."""
+    if budget_scale is None:
+        return {"enabled": False}
+    if not budget_scale > 0:
+        raise ValueError(f"budget scale must be a number above 0, not {budget_scale!r}")
+    defaults = RateLimits()
+    return {key: getattr(defaults, key) * budget_scale for key in PER_HOUR_KEYS}
+
+
+def scaled_rate_limits(budget_scale: float | None) -> RateLimits:
+    """The RateLimits of rate_limits_config(budget_scale), for a client built in the benchmark."""
+    return RateLimits(**rate_limits_config(budget_scale))
+
+
+def budgets_label(budget_scale: float | None) -> str:
+    """How the budgets of a run were set, for its report (every table says which)."""
+    if budget_scale is None:
+        return "budgets lifted (api.rate_limits.enabled: false)"
+    if budget_scale == 1:
+        return "default budgets (Rescale's limits x target_fraction 0.85), real time"
+    k = f"{budget_scale:g}"
+    return (f"default budgets scaled x{k} (every *_per_hour x{k}, bursts as they are, remote durations "
+            f"/{k}); rates in real time = measured x 3600 / {k}")
+
+
+def real_per_hour(count: float, seconds: float, budget_scale: float | None) -> float:
+    """A rate measured in a scaled run, per hour of real (unscaled) time: count/s x 3600 / K."""
+    return count / seconds * 3600.0 / (budget_scale or 1.0)
+
+
+def parse_budget_scale(text: str) -> float | None:
+    """--budget-scale: a number K > 0, or `lifted` (no client budgets at all)."""
+    if text == "lifted":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0 or 'lifted', not {text!r}")
+    return value
+
+
+def add_budget_scale(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--budget-scale", type=parse_budget_scale, default=parse_budget_scale(default),
+                        metavar="K", help="every default hourly API budget x K and remote durations / K; "
+                        f"'lifted' turns the budgets off (default {default})")
+
+
+def scale_flag(budget_scale: float | None) -> str:
+    """The --budget-scale value that reproduces a run, for its printed command."""
+    return "lifted" if budget_scale is None else f"{budget_scale:g}"
+
+
+def write_config(root: Path, url: str, *, agent: Mapping[str, Any] | None = None,
+                 budget_scale: float | None = None, limits: Mapping[str, float] | None = None) -> Path:
+    """An agent config under root: budgets lifted (None) or the defaults x budget_scale, metrics off,
+    fast retries; `agent` overrides agent keys, `limits` api.rate_limits keys (an experiment)."""
     token = root / "token"
     token.write_text(TOKEN)
     token.chmod(0o600)
     config = {
         "api": {"base_url": url, "token_file": str(token), "backoff_base_s": 0.05, "backoff_max_s": 0.5,
-                "rate_limits": {"enabled": False}},
+                "rate_limits": {**rate_limits_config(budget_scale), **(limits or {})}},
         "agent": {"spool_dir": str(root / "spool"), "state_db": str(root / "state.db"),
                   "cluster_name": "bench", **(agent or {})},
         "metrics": {"enabled": False},
@@ -106,6 +169,17 @@ def add_queued_job(store: JobStore, i: int, body: dict[str, Any], script: str, r
         if step is state:
             extra["remote"] = Remote(status=remote_status)
         store.transition(rec.id, step, "bench", **extra)
+
+
+def first_transitions(db: Path, state: JobState) -> dict[str, float]:
+    """{job id: when it first entered `state`} from the agent's state DB history (read-only)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute("SELECT job_id, MIN(at) FROM transitions WHERE to_state = ? GROUP BY job_id",
+                            (state.value,)).fetchall()
+    finally:
+        conn.close()
+    return {job_id: float(at) for job_id, at in rows}
 
 
 def proc_status(pid: int) -> dict[str, float]:

@@ -18,11 +18,12 @@ from burst_agent.pipeline.pacing import (
     ANNOUNCE_AFTER_S,
     CREATE_NEXT,
     HOLDS_SUBMISSION,
+    STAGED_AHEAD,
     DispatchPlan,
     Scope,
     Work,
+    needs_of,
     plan_dispatch,
-    scope_of,
     wait_estimate_s,
     waiting_note,
 )
@@ -36,6 +37,10 @@ class Budgets(Protocol):
     def state(self, scope: str) -> BudgetState: ...
 
 
+# States whose wait for the submission scope is told (a HELD job's reason is the core cap's).
+WAITS_TOLD: frozenset[JobState] = frozenset({JobState.TRANSLATED, JobState.STAGED})
+
+
 def work_of(job: JobRecord) -> Work:
     return Work(job.id, job.state, job.origin.owner_uid, job.cancel_requested_at is not None, job.created_at)
 
@@ -46,7 +51,8 @@ class Pacer:
     def __init__(self, budgets: Budgets) -> None:
         self._budgets = budgets
         self._lock = threading.Lock()
-        self._admitted: dict[str, tuple[str, bool]] = {}  # job id -> (scope, holds a create's token)
+        # job id -> (the budgets its step needed, let go for a create, let go to start its uploads)
+        self._admitted: dict[str, tuple[tuple[str, ...], bool, bool]] = {}
         self._told: set[str] = set()
         self.waiting: dict[str, int] = {}
 
@@ -62,24 +68,34 @@ class Pacer:
         jobs = list(jobs)
         scopes = self._scopes()
         with self._lock:
-            in_flight = Counter(scope for scope, _ in self._admitted.values() if scope != JOB_SUBMISSION)
+            # The submission scope is counted by the jobs holding its tokens, not by what is in flight.
+            in_flight = Counter(scope for needs, _, _ in self._admitted.values() for scope in needs
+                                if scope != JOB_SUBMISSION)
             holding = {job.id for job in jobs if job.state in HOLDS_SUBMISSION}
-            holding |= {job_id for job_id, (_, create) in self._admitted.items() if create}
+            holding |= {job_id for job_id, (_, create, _) in self._admitted.items() if create}
+            staged = {job.id for job in jobs if job.state in STAGED_AHEAD} - holding
+            staged |= {job_id for job_id, (_, _, stage) in self._admitted.items() if stage}
             plan = plan_dispatch([work_of(job) for job in jobs if ready(job)], scopes, in_flight,
-                                 len(holding))
+                                 len(holding), len(staged - holding))
             self.waiting = plan.waiting_counts()
         return plan
 
     def admitted(self, work: Work) -> None:
         with self._lock:
-            self._admitted[work.job_id] = (scope_of(work), work.state in CREATE_NEXT and not work.cancel)
+            starting = not work.cancel
+            self._admitted[work.job_id] = (needs_of(work), starting and work.state in CREATE_NEXT,
+                                           starting and work.state is JobState.TRANSLATED)
 
     def may_step(self, job: JobRecord) -> bool:
-        """Inside a worker: a job whose next step is a create goes on only if it was let go for one."""
-        if job.state not in CREATE_NEXT or job.cancel_requested_at is not None:
+        """Inside a worker: a job whose next step is a create, or the start of its uploads, goes on only
+        if it was let go for that step; else it stops and waits for its turn at the next dispatch."""
+        if job.cancel_requested_at is not None:
             return True
         with self._lock:
-            return self._admitted.get(job.id, ("", False))[1]
+            _needs, create, stage = self._admitted.get(job.id, ((), False, False))
+        if job.state in CREATE_NEXT:
+            return create
+        return stage if job.state is JobState.TRANSLATED else True
 
     def done(self, job_id: str) -> None:
         with self._lock:
@@ -91,17 +107,17 @@ class Pacer:
         scopes = self._scopes()
         if JOB_SUBMISSION not in scopes:
             return
-        holding = plan.holding
+        ahead = plan.ahead
         for place, work in enumerate(queue):
-            if work.job_id in self._told or work.state is not JobState.STAGED:
+            if work.job_id in self._told or work.state not in WAITS_TOLD:
                 continue
-            seconds = wait_estimate_s(place, scopes[JOB_SUBMISSION], holding)
+            seconds = wait_estimate_s(place, scopes[JOB_SUBMISSION], ahead)
             if seconds < ANNOUNCE_AFTER_S:
                 continue
             self._told.add(work.job_id)
-            note = waiting_note(JOB_SUBMISSION, place + holding, seconds)
+            note = waiting_note(JOB_SUBMISSION, place + ahead, seconds)
             job = ctx.store.record_reason(work.job_id, note)
-            ctx.job_log(job).info("waiting for budget", scope=JOB_SUBMISSION, ahead=place + holding,
+            ctx.job_log(job).info("waiting for budget", scope=JOB_SUBMISSION, ahead=place + ahead,
                                   estimate_s=round(seconds))
             try:
                 append_log(plan_of(job).stdout_path, f"burst-agent: {note}\n".encode())
@@ -112,5 +128,5 @@ class Pacer:
         """A job that was told it waits is on its way: its `status` reason no longer says it waits."""
         if work.job_id in self._told:
             self._told.discard(work.job_id)
-            if work.state is JobState.STAGED:
+            if work.state in WAITS_TOLD:
                 ctx.store.record_reason(work.job_id, None)

@@ -37,6 +37,12 @@ STEP_SCOPE: dict[JobState, str] = {
     S.SUBMITTING: JOB_SUBMISSION,
     S.STAGING_OUT: JOBS_USAGE,
 }
+# Inputs staged or staging, no create yet: these jobs are ahead in line for a submission token.
+STAGED_AHEAD: frozenset[JobState] = frozenset({S.STAGING_IN, S.STAGED, S.HELD})
+# Not a Rescale scope: how many jobs' uploads may run ahead of the submission tokens (uploads spend
+# file-access, which downloads need too; inputs uploaded hours before their submit only cost).
+STAGE_AHEAD = "stage-ahead"
+STAGE_AHEAD_JOBS = 8
 # A create is the next step: it needs a submission token of its own (see the module docstring).
 CREATE_NEXT: frozenset[JobState] = frozenset({S.STAGED, S.HELD})
 # Between create and submit: the job holds a submission token and goes whenever its scope allows.
@@ -70,7 +76,7 @@ class DispatchPlan:
 
     go: list[Work] = field(default_factory=list)
     waiting: dict[str, list[Work]] = field(default_factory=dict)
-    holding: int = 0  # jobs between create and submit, each holding a submission token
+    ahead: int = 0  # jobs ahead of the waiting ones: holding a submission token or staged for one
 
     def waiting_counts(self) -> dict[str, int]:
         return {scope: len(jobs) for scope, jobs in self.waiting.items()}
@@ -82,8 +88,19 @@ def work_class(work: Work) -> int:
     return FINISH if work.state is S.STAGING_OUT else START
 
 
-def scope_of(work: Work) -> str:
-    return JOBS_USAGE if work.cancel else STEP_SCOPE.get(work.state, JOBS_USAGE)
+def needs_of(work: Work) -> tuple[str, ...]:
+    """The budgets a step must find a token in before it may go (a step may spend more than one)."""
+    if work.cancel:
+        return (JOBS_USAGE,)
+    if work.state in CREATE_NEXT:
+        return (JOB_SUBMISSION, JOBS_USAGE)
+    if work.state is S.TRANSLATED:  # its uploads start: only as far ahead of submissions as allowed
+        return (STAGE_AHEAD, FILE_ACCESS)
+    if work.state is S.STAGING_OUT:  # statuses and the file listing, then the downloads
+        return (JOBS_USAGE, FILE_ACCESS)
+    scope = STEP_SCOPE.get(work.state, JOBS_USAGE)
+    # Between create and submit the job holds its submission token already.
+    return () if work.state in HOLDS_SUBMISSION and scope == JOB_SUBMISSION else (scope,)
 
 
 def fair_order(works: Iterable[Work]) -> list[Work]:
@@ -100,30 +117,33 @@ def fair_order(works: Iterable[Work]) -> list[Work]:
 
 
 def plan_dispatch(
-    works: Sequence[Work], scopes: Mapping[str, Scope], in_flight: Mapping[str, int], holding_submission: int
+    works: Sequence[Work], scopes: Mapping[str, Scope], in_flight: Mapping[str, int], holding_submission: int,
+    staged_ahead: int = 0,
 ) -> DispatchPlan:
     """Let go what each scope's tokens cover, after what is in flight on it; the rest waits.
 
     `holding_submission`: jobs between create and submit (in the store or in flight), each holding a
-    submission token. Cancels never wait: a stop must reach Rescale.
+    submission token; `staged_ahead`: jobs with inputs staged or staging and no create yet. Cancels
+    never wait: a stop must reach Rescale. A scope not given (budgets off) never makes work wait.
     """
     free: dict[str, float] = {name: math.floor(s.tokens) - in_flight.get(name, 0)
                               for name, s in scopes.items()}
-    if JOB_SUBMISSION in free:  # a scope not given (budgets off) never makes work wait
+    if JOB_SUBMISSION in free:
         free[JOB_SUBMISSION] -= holding_submission
-    plan = DispatchPlan(holding=holding_submission)
+        free[STAGE_AHEAD] = (math.floor(scopes[JOB_SUBMISSION].tokens) + STAGE_AHEAD_JOBS
+                             - holding_submission - staged_ahead)
+    plan = DispatchPlan(ahead=holding_submission + staged_ahead)
     for work in fair_order(works):
-        scope = scope_of(work)
-        needs = [JOB_SUBMISSION, scope] if work.state in CREATE_NEXT and not work.cancel else [scope]
-        if work.cancel or work.state in HOLDS_SUBMISSION:
-            needs = [scope] if scope != JOB_SUBMISSION else []  # its submission token is held already
-        if work.cancel or all(free.get(n, math.inf) >= 1 for n in needs):
+        needs = needs_of(work)
+        short = [n for n in needs if free.get(n, math.inf) < 1]
+        if work.cancel or not short:
             for n in needs:
                 free[n] = free.get(n, math.inf) - 1
             plan.go.append(work)
-        else:
-            short = next(n for n in needs if free.get(n, math.inf) < 1)
-            plan.waiting.setdefault(short, []).append(work)
+        else:  # waiting to run ahead of submissions is waiting for the submission scope
+            plan.waiting.setdefault(JOB_SUBMISSION if short[0] == STAGE_AHEAD else short[0], []).append(work)
+    # Staged jobs that wait in the queue themselves are not ahead of it.
+    plan.ahead -= sum(w.state in STAGED_AHEAD for w in plan.waiting.get(JOB_SUBMISSION, []))
     return plan
 
 

@@ -44,6 +44,18 @@ def test_creates_go_only_with_submission_tokens_not_held_by_created_jobs():
     assert ids(plan.waiting[JOB_SUBMISSION]) == ["s2", "s3"]
 
 
+def test_uploads_run_only_a_few_jobs_ahead_of_the_submission_tokens():
+    works = [Work(f"t{n}", S.TRANSLATED, 1, since=n) for n in range(20)] + [Work("out", S.STAGING_OUT, 2)]
+    plan = plan_dispatch(works, scopes(job_submission=2), {}, holding_submission=1, staged_ahead=3)
+    assert ids(plan.go) == ["out", "t0", "t1", "t2", "t3", "t4", "t5"]  # 2 tokens + 8 ahead - 1 - 3
+    assert len(plan.waiting[JOB_SUBMISSION]) == 14 and plan.ahead == 4
+
+
+def test_a_download_needs_a_file_access_token_too():
+    plan = plan_dispatch([Work("out", S.STAGING_OUT, 1)], scopes(file_access=0), {}, 0)
+    assert plan.go == [] and ids(plan.waiting[FILE_ACCESS]) == ["out"]
+
+
 def test_with_budgets_off_nothing_waits():
     works = [Work(f"s{n}", S.STAGED, 1, since=n) for n in range(3)] + [Work("o", S.STAGING_OUT, 1)]
     plan = plan_dispatch(works, {}, {JOBS_USAGE: 9}, holding_submission=5)

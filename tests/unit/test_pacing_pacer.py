@@ -32,6 +32,16 @@ def test_only_the_job_let_go_for_a_create_may_create(tmp_path):
         assert not p.may_step(a)
 
 
+def test_a_translated_job_starts_its_uploads_only_if_let_go_for_them(tmp_path):
+    with stage_context(tmp_path) as ctx:
+        job = make_job(ctx.store, "t", JobState.TRANSLATED)
+        p = pacer()
+        assert not p.may_step(job)  # let go at RECEIVED (to translate), it stops here
+        (work,) = p.plan([job], lambda j: True).go
+        p.admitted(work)
+        assert p.may_step(job)
+
+
 def test_a_long_wait_is_told_once_in_the_log_and_status_then_cleared(tmp_path):
     out = tmp_path / "slurm-7.out"
     with stage_context(tmp_path) as ctx:
@@ -40,10 +50,10 @@ def test_a_long_wait_is_told_once_in_the_log_and_status_then_cleared(tmp_path):
         p = pacer(per_hour=60.0)  # one a minute
         for _ in range(2):
             p.tell_waiting(ctx, p.plan(jobs, lambda job: True))
-        assert out.read_text().count("burst-agent: waiting for Rescale's submission budget") == 2
+        assert out.read_text().count("burst-agent: waiting for Rescale's submission budget") == 3
         last = p.plan(jobs, lambda job: True).waiting[JOB_SUBMISSION][-1]
         assert ctx.store.get(last.job_id).result.reason == \
-            "waiting for Rescale's submission budget: 2 jobs ahead, about 2 min"
+            "waiting for Rescale's submission budget: 3 jobs ahead, about 3 min"
         waiting = p.plan(jobs, lambda job: True).waiting[JOB_SUBMISSION][1]
         p.went_on(ctx, waiting)
         assert ctx.store.get(waiting.job_id).result.reason is None
