@@ -51,7 +51,8 @@ def test_first_finished_job_is_collected_within_10s_while_submissions_wait(paced
     with JobStore(paced.root / "state.db") as store:
         done_at = next(t.at for t in store.history(job.id) if t.to_state is JobState.DONE)
     assert done_at - _completed_at(paced.emulator, job.remote_job_id) <= 10.0
-    waiting = [j for e in entries if (j := paced.job(e)) and j.state in (JobState.TRANSLATED, JobState.STAGED)]
+    queued = (JobState.TRANSLATED, JobState.STAGED)  # waiting to start its uploads, or to be created
+    waiting = [j for e in entries if (j := paced.job(e)) and j.state in queued]
     assert len(waiting) >= 20, [paced.job(e).state for e in entries]
     late = waiting[-1]
     note = r"waiting for Rescale's submission budget: \d+ jobs? ahead, about \d+ min"
