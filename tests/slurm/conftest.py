@@ -212,6 +212,22 @@ class Cluster:
         raise AssertionError(f"job {job_id} did not finish in {timeout}s: {fields.get('JobState')}"
                              f" (reason {fields.get('Reason')}); nodes: {nodes.stdout.strip()}")
 
+    @staticmethod
+    def wait_idle_node(timeout: float = 120.0) -> None:
+        """Cancel what earlier tests left on the node and wait until no job holds or frees a core.
+
+        A non-rescale job needs a whole core, and a cancelled relay's core stays taken while its epilog
+        delivers (longer on a busy machine)."""
+        subprocess.run(["scancel", "--partition=rescale"], timeout=20)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = subprocess.run(["squeue", "-h", "-t", "RUNNING,COMPLETING,CONFIGURING", "-o", "%i"],
+                                  capture_output=True, text=True, timeout=20).stdout.split()
+            if not busy:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"jobs still on the node after {timeout}s: {busy}")
+
     def wait_state(self, job_ids: list[str], state: str, timeout: float = 30.0) -> None:
         """Poll until every job is in `state` at the same time."""
         deadline = time.monotonic() + timeout

@@ -207,6 +207,7 @@ def test_heterogeneous_jobs_are_refused(cluster, workdir):
 
 def test_other_partitions_run_the_original_script_untouched(cluster, workdir):
     workdir.write("job.sh", PLAIN)
+    cluster.wait_idle_node()
     for options in (["--partition=debug"], []):
         job_id = cluster.sbatch(workdir, "job.sh", *options)
         # A whole core each: it may wait for the cores of the previous tests' cancelled relays.
