@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI: a one-node Slurm 22.05 cluster (munge, slurmctld, slurmd, no systemd) with the `rescale`
-# partition and deploy/slurm/job_submit.lua, plus test users burstuser_a/burstuser_b. Run as root.
+# CI: a one-node Slurm 22.05 cluster (munge, slurmdbd on MariaDB, slurmctld, slurmd, no systemd) with
+# accounting, the `rescale` partition and deploy/slurm/job_submit.lua, plus test users burstuser_a
+# (account physics) and burstuser_b (account chemistry). Run as root.
 # Idempotent: a second run reinstalls the config and restarts the daemons. Can be run or sourced.
 #
 #   bash .ci/slurm-setup.sh            # set up and start
@@ -15,7 +16,7 @@ _slurm_setup() {
   _die() {
     printf 'slurm-setup: FAILED: %s\n' "$*" >&2
     local f
-    for f in "$log_dir"/slurmctld.log "$log_dir"/slurmd.log /var/log/munge/munged.log; do
+    for f in "$log_dir"/slurmdbd.log "$log_dir"/slurmctld.log "$log_dir"/slurmd.log /var/log/munge/munged.log; do
       [ -f "$f" ] && { printf '== tail %s\n' "$f" >&2; tail -n 40 "$f" >&2; }
     done
     return 1
@@ -27,10 +28,10 @@ _slurm_setup() {
   fi
 
   # Packages. job_submit_lua.so ships in slurm-wlm-basic-plugins (a dependency of slurmctld), which
-  # pulls liblua5.1-0 itself.
+  # pulls liblua5.1-0 itself. libfaketime: the sreport test runs slurmdbd an hour ahead for its roll-up.
   local need=()
   local pkg
-  for pkg in slurmctld slurmd slurm-client munge slurm-wlm-basic-plugins; do
+  for pkg in slurmctld slurmd slurm-client munge slurm-wlm-basic-plugins slurmdbd mariadb-server libfaketime; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
   done
   if [ "${#need[@]}" -gt 0 ] && [ -z "${SLURM_SETUP_SKIP_APT:-}" ]; then
@@ -85,7 +86,13 @@ SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+# Accounting (docs/accounting.md): slurmdbd, Comment kept in sacct, cloud cores as a tracked resource,
+# associations and their limits enforced.
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoreFlags=job_comment
+AccountingStorageTRES=license/rescale_cores
+AccountingStorageEnforce=associations,limits,safe
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -116,7 +123,7 @@ EOF
 
   # (Re)start the daemons: pid files name only processes we started earlier.
   local daemon pid
-  for daemon in slurmd slurmctld; do
+  for daemon in slurmd slurmctld slurmdbd; do
     pid="$(cat "/run/$daemon.pid" 2>/dev/null || true)"
     # Only a live process of that name: a stale pid file may name someone else's process now.
     if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$daemon" ]; then
@@ -130,6 +137,7 @@ EOF
     for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
     munge -n | unmunge >/dev/null || _die "munge does not work"
   fi
+  _accounting "$conf_dir" "$log_dir" || _die "accounting (mariadb, slurmdbd) did not start"
   _say "starting slurmctld and slurmd"
   /usr/sbin/slurmctld -i || _die "slurmctld did not start"
   /usr/sbin/slurmd || _die "slurmd did not start"
@@ -147,6 +155,50 @@ EOF
     idle | mix | alloc) _say "node $node is $state; partitions: $(sinfo -h -o '%P' | tr '\n' ' ')" ;;
     *) _die "node $node never became idle (state: '${state:-none}')" ;;
   esac
+}
+
+# MariaDB (started by hand: no systemd here), the accounting database, slurmdbd, and the cluster's
+# accounts and users. Idempotent: an existing database, cluster or association is kept.
+_accounting() {
+  local conf_dir=$1 log_dir=$2
+  if ! mysqladmin ping >/dev/null 2>&1; then
+    _say "starting mariadb"
+    install -d -o mysql -g mysql -m 0755 /run/mysqld
+    [ -d /var/lib/mysql/mysql ] || mysql_install_db --user=mysql >/dev/null
+    (setsid /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 >>/var/log/mysql-ci.log 2>&1 &)
+    for _ in $(seq 150); do mysqladmin ping >/dev/null 2>&1 && break; sleep 0.2; done
+    mysqladmin ping >/dev/null 2>&1 || return 1
+  fi
+  mysql -u root <<'SQL'
+CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm-ci';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
+SQL
+  cat >"$conf_dir/slurmdbd.conf" <<EOF
+# Written by .ci/slurm-setup.sh
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=slurm
+PidFile=/run/slurmdbd.pid
+LogFile=$log_dir/slurmdbd.log
+DebugLevel=info
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=slurm-ci
+StorageLoc=slurm_acct_db
+EOF
+  chown slurm:slurm "$conf_dir/slurmdbd.conf"
+  chmod 0600 "$conf_dir/slurmdbd.conf"
+  _say "starting slurmdbd"
+  /usr/sbin/slurmdbd || return 1
+  for _ in $(seq 150); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.2; done
+  sacctmgr -i add cluster burstci >/dev/null 2>&1 || true
+  sacctmgr -i add account physics,chemistry cluster=burstci Description=ci Organization=ci >/dev/null 2>&1 || true
+  sacctmgr -i add user burstuser_a account=physics >/dev/null 2>&1 || true
+  sacctmgr -i add user burstuser_b account=chemistry >/dev/null 2>&1 || true
+  sacctmgr -n -P list assoc format=account,user | grep -q '^chemistry|burstuser_b$' || return 1
+  _say "accounting: $(sacctmgr -n -P list assoc format=account,user | tr '\n' ' ')"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

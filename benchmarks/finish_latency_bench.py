@@ -43,6 +43,7 @@ from agentbench import (
     write_config,
 )
 
+from burst_agent.config import AgentConfig
 from burst_agent.lifecycle import JobState
 from burst_agent.rescale.emulator import spawn_emulator_process
 from burst_agent.spool import Spool, submit_entry
@@ -153,7 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1000)
-    parser.add_argument("--poll-interval", type=float, default=30.0, help="agent.poll_interval_s (>= 5)")
+    parser.add_argument("--poll-interval", type=float, default=AgentConfig().poll_interval_s,
+                        help="agent.poll_interval_s (>= 5; default: the config default)")
     parser.add_argument("--run-s", type=float, default=2.0, help="seconds each remote script runs")
     parser.add_argument("--step-s", type=float, default=0.5,
                         help="emulator step: 5 steps of start-up before the script, one per status")

@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from burst_agent.config import Config, config_from_mapping
-from burst_agent.pipeline.logtail import policy_of
+from burst_agent.pipeline.logtail import policy_of, tail_budget_per_hour
 from burst_agent.pipeline.tailplan import TailPlan
 from burst_agent.rescale.client import PAGE_SIZE
 
@@ -36,15 +36,12 @@ class Window:
     latencies: list[float] = field(default_factory=list)
 
 
-def default_budget(config: Config) -> float:
-    limits = config.api.rate_limits
-    return config.agent.log_tail_budget_share * limits.jobs_usage_per_hour * limits.target_fraction
 
 
 def simulate(jobs: int, printing: float, print_every: float, hours: float, config: Config,
              seed: int = 1) -> list[Window]:
     """One Window per simulated hour, all jobs executing from t=0."""
-    policy = policy_of(config.agent, default_budget(config))
+    policy = policy_of(config.agent, tail_budget_per_hour(config, jobs))
     rng = random.Random(seed)
     printers = set(range(round(jobs * printing)))
     phase = {j: rng.uniform(0, print_every) for j in printers}  # first print time of each printer
@@ -59,7 +56,7 @@ def simulate(jobs: int, printing: float, print_every: float, hours: float, confi
     now, next_poll = 0.0, 0.0
     while now < hours * HOUR:
         window = windows[int(now // HOUR)]
-        if now >= next_poll:
+        while now >= next_poll:  # every poll due since the last cycle
             window.calls += poll_calls
             next_poll += poll_every
         for job_id in plan.ranked(now):
@@ -101,8 +98,9 @@ def main() -> None:
     config = config_from_mapping({"agent": agent}, "--agent")
     cold, steady = simulate(args.jobs, args.printing, args.print_every, 2, config)
     silent = simulate(1000, 0.0, args.print_every, 2, config)[1]
-    print(f"tail budget: {default_budget(config):.0f} requests/h "
-          f"(share {config.agent.log_tail_budget_share:g} of jobs-usage x target fraction)")
+    print(f"tail budget: {tail_budget_per_hour(config, args.jobs):.0f} requests/h for {args.jobs} jobs "
+          f"(share {config.agent.log_tail_budget_share:g} of jobs-usage x target fraction, at most "
+          f"{config.agent.log_tail_calls_per_job_per_min:g} per executing job per minute)")
     for name, window in (("steady hour", steady), ("cold-start hour", cold)):
         per_job_min = window.calls / args.jobs / 60.0
         p50 = statistics.median(window.latencies) if window.latencies else float("nan")

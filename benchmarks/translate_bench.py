@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from burst_agent.config import TranslateConfig
+import yaml
+
+from burst_agent.config import config_from_mapping
 from burst_agent.translate import load_catalogue, parse_script, translate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +23,9 @@ def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     scripts = [p.read_text() for p in sorted((ROOT / "tests/golden/scripts").glob("[sp]*.sh"))]
     catalogue = load_catalogue(json.loads((ROOT / "burst_agent/data/coretypes.json").read_text()))
-    cfg = TranslateConfig(gpu_coretypes={"gpu-tesla": 0.125, "gpu-ampere": 1 / 12})
+    # The golden scripts' own settings (GPU coretypes, priority tiers some scripts choose).
+    golden = yaml.safe_load((ROOT / "tests/golden/config.yaml").read_text())
+    cfg = config_from_mapping(golden, "tests/golden/config.yaml").translate
     start = time.perf_counter()
     for i in range(count):
         parsed = parse_script(scripts[i % len(scripts)])

@@ -15,6 +15,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from burst_agent.billing_sync import BillingSync, run_cycle
 from burst_agent.config import Config
 from burst_agent.lifecycle import REMOTE_ACTIVE, JobState
 from burst_agent.metrics import serve
@@ -25,13 +26,17 @@ from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.dispatch import Pacer
 from burst_agent.pipeline.errors import PermanentJobError
 from burst_agent.pipeline.intake import intake, unrecorded_claims
-from burst_agent.pipeline.logtail import LogTailer
+from burst_agent.pipeline.logtail import LogTailer, tail_budget_per_hour
 from burst_agent.pipeline.orphans import OrphanCheck
-from burst_agent.pipeline.pacing import work_class
+from burst_agent.pipeline.pacing import SPENDING_OF_CLASS, START, work_class
 from burst_agent.pipeline.prune import prune_spool
+from burst_agent.pipeline.spendcap import parked
 from burst_agent.pipeline.watch import poll
+from burst_agent.record import JobRecord
 from burst_agent.relayserver import RelayServer
+from burst_agent.relaytcp import start_tcp
 from burst_agent.rescale.errors import NotFoundError, RateLimitedError, RescaleError
+from burst_agent.rescale.ratelimit import BudgetExhausted, spending
 from burst_agent.sdnotify import Notifier
 from burst_agent.spool import SpoolWatcher
 
@@ -45,6 +50,9 @@ ORPHAN_CHECK_S = 30.0
 # Started again this soon after a crash: the rate budgets start empty (no fresh burst per restart).
 RESTART_WINDOW_S = 60.0
 PRUNE_INTERVAL_S = 3600.0
+# Claimed entries nobody recorded (a deposed leader's last claim, a store error mid-intake): recorded
+# again this often, not only at start.
+RECLAIM_S = 30.0
 LAST_START_KEY = "last_start"
 CLEAN_STOP_KEY = "stopped_cleanly"
 
@@ -124,9 +132,7 @@ class Agent:
         self.backoff = Backoff()
         self.pacer = Pacer(ctx.client.budgets)
         ctx.metrics.watch_budget_waiting(lambda: self.pacer.waiting)
-        self.tailer = LogTailer(lambda: self.ctx.config.agent.log_tail_budget_share  # read each cycle
-                                * self.ctx.config.api.rate_limits.jobs_usage_per_hour
-                                * self.ctx.config.api.rate_limits.target_fraction)
+        self.tailer = LogTailer(lambda executing: tail_budget_per_hour(self.ctx.config, executing))
         self.last_poll_ok: float | None = None
         self._queue: queue.PriorityQueue[tuple[int, int, str]] = queue.PriorityQueue()
         self._queued = itertools.count()
@@ -138,13 +144,18 @@ class Agent:
 
     # -- work -----------------------------------------------------------------------------------
 
-    def _work(self, job_id: str) -> None:
+    def _work(self, job_id: str, work: int = START) -> None:
         log = self.ctx.log.bind(job=job_id)
         try:
             job = self.ctx.store.get(job_id)
             if job is not None and not job.terminal:
-                advance(self.ctx, job, stopping=self.stopping.is_set, may_step=self.pacer.may_step)
+                with spending(SPENDING_OF_CLASS[work]):
+                    advance(self.ctx, job, stopping=self.stopping.is_set, may_step=self.pacer.may_step)
             self.backoff.succeeded(job_id)
+        except BudgetExhausted as exc:  # mid-step: the job waits for its scope in the dispatcher's queue
+            self.pacer.deferred(job_id, exc.scope)
+            log.debug("budget spent mid-step; the job waits for its turn", scope=exc.scope,
+                      wait_s=round(exc.wait_s, 1))
         except PermanentJobError as exc:
             self._fail(job_id, str(exc), exc.stage)
         except RateLimitedError as exc:
@@ -175,16 +186,23 @@ class Agent:
     def _worker(self) -> None:
         while not self.stopping.is_set():
             try:
-                _priority, _seq, job_id = self._queue.get(timeout=0.5)
+                work, _seq, job_id = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
-            self._work(job_id)
+            self._work(job_id, work)
+
+    def _parked(self, job: JobRecord) -> bool:
+        """A held job that cannot go now (its account's budget is spent, or protected mode's next probe
+        is not due): it takes no turn and does not count as staged ahead of the submission budget."""
+        if job.state is not JobState.HELD or job.cancel_requested_at is not None:
+            return False
+        return parked(self.ctx, job) or not self.ctx.protection.probe_due(self.ctx.clock())
 
     def dispatch(self) -> int:
         """Queue the jobs that have agent work to do now and whose rate-budget scope allows it (see
         pipeline/pacing.py); the others wait for the next tick, and are told so once."""
         store = self.ctx.store
-        jobs = {job.id: job for job in store.jobs(ACTIONABLE)}
+        jobs = {job.id: job for job in store.jobs(ACTIONABLE) if not self._parked(job)}
         jobs.update({job.id: job for job in store.cancel_pending()})
         with self._dispatching:
             plan = self.pacer.plan(jobs.values(), lambda job: self.backoff.due(job.id)
@@ -207,7 +225,8 @@ class Agent:
     def poll_cycle(self) -> None:
         self.heartbeats["poll"] = time.monotonic()
         try:
-            poll(self.ctx, claim=self.inflight)
+            with spending("poll"):  # one listing for every job: before any job's own requests
+                poll(self.ctx, claim=self.inflight)
             self.last_poll_ok = self.ctx.clock()
             self.ctx.metrics.poll_succeeded(self.last_poll_ok)
         except Exception as exc:
@@ -219,7 +238,8 @@ class Agent:
         self.notifier.status(f"{active} jobs active on Rescale, {backlog} waiting in the spool")
 
     def tail_cycle(self) -> None:
-        self.tailer.cycle(self.ctx, claim=self.inflight)
+        with spending("tail"):  # last: above its floor of the jobs-usage scope, never sleeping for it
+            self.tailer.cycle(self.ctx, claim=self.inflight)
 
     def orphan_cycle(self) -> None:
         try:
@@ -307,6 +327,9 @@ class Agent:
         self._scheduler.add_job(self.tail_cycle, "interval", seconds=cfg.log_tail_interval_s, id="tail")
         self._scheduler.add_job(self.orphan_cycle, "interval", seconds=ORPHAN_CHECK_S, id="orphans")
         self._scheduler.add_job(self.prune_cycle, "interval", seconds=PRUNE_INTERVAL_S, id="prune")
+        if self.ctx.config.spending.billing_reconcile_interval_s:  # actual cost from Rescale's bill
+            self._scheduler.add_job(run_cycle, "interval", args=(BillingSync(), self.ctx), id="billing",
+                                    seconds=self.ctx.config.spending.billing_reconcile_interval_s)
         interval = self.notifier.watchdog_interval()
         if interval:
             self._scheduler.add_job(self.watchdog_cycle, "interval", seconds=interval / 2, id="watchdog")
@@ -317,10 +340,12 @@ class Agent:
             self.ctx.log.info("metrics endpoint up", host=metrics_cfg.listen_host,
                               port=self.metrics_server.port)
         self.relay_server.start()
+        self.relay_tcp = start_tcp(self.relay_server)  # relays on other nodes: agent.relay_tcp_listen
         self.notifier.ready("state recovered; serving")
         if self._on_ready:
             self._on_ready()
         recovered = unrecorded_claims(self.ctx)
+        reclaim_at = time.monotonic() + RECLAIM_S
         with SpoolWatcher(self.ctx.spool, poll_interval=cfg.intake_interval_s) as watcher:
             self.ctx.log.info("agent running", spool=str(self.ctx.spool.root), watcher=watcher.mode)
             while not self.stopping.is_set():
@@ -329,12 +354,15 @@ class Agent:
                     self._reload_requested.clear()
                     self.reload()
                 try:
+                    if time.monotonic() >= reclaim_at:  # this thread alone claims: none is its own
+                        recovered, reclaim_at = unrecorded_claims(self.ctx), time.monotonic() + RECLAIM_S
                     intake(self.ctx, recovered)
                     recovered = []
                 except Exception as exc:
                     self.ctx.log.error("intake failed", error=str(exc), exc_info=True)
                 self.dispatch()
-                watcher.wait(cfg.intake_interval_s)
+                # Sooner if work waits for tokens due before the next tick (no worker sleeps for them).
+                watcher.wait(max(0.05, min(cfg.intake_interval_s, self.pacer.next_due_s)))
         self.notifier.stopping("stopping: finishing in-flight steps")
         self._scheduler.shutdown(wait=False)
         # Steps check `stopping` between side effects; a long transfer is abandoned at the deadline
@@ -344,6 +372,8 @@ class Agent:
             time.sleep(0.05)
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if self.relay_tcp is not None:
+            self.relay_tcp.stop()
         self.relay_server.stop()
         self.ctx.store.swap_meta(CLEAN_STOP_KEY, "yes")
         self.ctx.log.info("agent stopped", abandoned_in_flight=len(self.inflight))

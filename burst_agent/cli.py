@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "start the emulator and run the example jobs end to end"),
     "run": ("run", "the daemon: take jobs from the spool, run them on Rescale, bring outputs back"),
     "status": ("status", "the agent's jobs: state, hardware, age, estimated cost"),
+    "report": ("report", "a month's remote runs per account, user, coretype or project: core-hours, cost"),
+    "sacct-sync": ("sacct_sync", "as root, from cron: each billed job's actual cost into its Slurm record"),
     "relay": ("relay", "inside a Slurm/PBS job, as the user: hand the job to the agent and mirror it"),
     "deliver": ("deliver", "from the scheduler's epilog, as the job's owner: finish a dead relay's work"),
     "cancel": ("cancel", "stop a job (its remote job is stopped, outputs so far still come back)"),

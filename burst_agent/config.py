@@ -15,6 +15,10 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
 
+from burst_agent.pgurl import PostgresUrl, is_postgres_url
+from burst_agent.relayaddr import AddressError, parse_address
+from burst_agent.tiers import TIERS, price_source
+
 ENV_PREFIX = "BURST_AGENT__"
 PLATFORMS: dict[str, str] = {
     "us": "https://platform.rescale.com",
@@ -32,6 +36,7 @@ class ConfigError(ValueError):
     """The config file is unreadable or invalid; the message names the file and key path."""
 
 
+StateLocation = PostgresUrl | Path  # agent.state_db: a SQLite file or a PostgreSQL URL
 _INT_LIMIT = 2**63 - 1  # SQLite's INTEGER; no setting needs more, and float() and str() stay safe
 _OVERSIZED = _INT_LIMIT + 1  # what the loader makes of a longer integer, so _convert names its key
 _DECIMAL = re.compile(r"[-+]?[0-9_]+", re.ASCII)
@@ -158,6 +163,39 @@ class AnalysisRule:
 
 
 @dataclass(frozen=True)
+class PriorityTiersConfig:
+    """Which Rescale priority tier a job runs in and is priced at (tiers.py; docs/accounting.md)."""
+
+    default: str = "on-demand-priority"
+    by_qos: dict[str, str] = field(default_factory=dict)  # Slurm QOS -> tier
+    # The tiers a job's own `#BURST --priority TIER` line may choose; empty: the line is refused.
+    user_choices: tuple[str, ...] = ()
+    # tier -> the GET /billing/computeprices/ planType it is priced from (instead of the coretype list)
+    plan_prices: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        key = "translate.priority_tiers"
+        for tier, plan in self.plan_prices.items():
+            _check_tier(tier, f"{key}.plan_prices.{tier}", plan_prices=None)
+            if not plan.strip():
+                raise ConfigError(f"{key}.plan_prices.{tier}: name a planType, not an empty string")
+        used = [(self.default, f"{key}.default"), *((t, f"{key}.by_qos.{q}") for q, t in self.by_qos.items()),
+                *((t, f"{key}.user_choices[{i}]") for i, t in enumerate(self.user_choices))]
+        for tier, path in used:
+            _check_tier(tier, path, self.plan_prices)
+
+
+def _check_tier(tier: str, path: str, plan_prices: dict[str, str] | None) -> None:
+    """A known tier, and (unless plan_prices is None) one that has a price to estimate with."""
+    if tier not in TIERS:
+        raise ConfigError(f"{path}: unknown tier {_show(tier)}; expected one of {', '.join(TIERS)}")
+    if plan_prices is not None and price_source(tier, plan_prices) is None:
+        raise ConfigError(f"{path}: tier {tier} has no price in the coretype list; name the GET "
+                          f"/billing/computeprices/ planType it is billed at in translate.priority_tiers"
+                          f".plan_prices.{tier}")
+
+
+@dataclass(frozen=True)
 class TranslateConfig:
     """How scripts become Rescale jobs (issue: translation)."""
 
@@ -170,6 +208,7 @@ class TranslateConfig:
     analysis_code: str = "user_included"
     analysis_version: str = "0"
     analyses: tuple[AnalysisRule, ...] = ()
+    priority_tiers: PriorityTiersConfig = field(default_factory=PriorityTiersConfig)
 
 
 @dataclass(frozen=True)
@@ -180,6 +219,10 @@ class StagingConfig:
     max_input_files: int = _range(1, None, default=100_000)
     large_file_bytes: int = _range(1, None, default=64 * 1024**2)
     download_concurrency: int = _range(1, 64, default=8)
+    # A file this size or larger comes over range_connections parallel Range GETs where a HEAD says
+    # the server takes ranges for it (1: always one stream).
+    range_connections: int = _range(1, 16, default=8)
+    range_min_bytes: int = _range(1, None, default=64 * 1024**2)
     free_space_margin_bytes: int = _range(0, None, default=256 * 1024**2)
     pull_outputs_on_cancel: bool = True
     # The remote command packs a job's outputs into one archive; "all" also leaves every output file
@@ -192,9 +235,10 @@ class AgentConfig:
     """The daemon: where it keeps its spool and state, and how often it acts."""
 
     spool_dir: Path = Path("/var/spool/burst-agent")
-    state_db: Path = Path("/var/lib/burst-agent/state.db")
+    # A SQLite file (the embedded default), or a postgresql:// URL (see docs/ha.md).
+    state_db: StateLocation = Path("/var/lib/burst-agent/state.db")
     cluster_name: str = "cluster"
-    poll_interval_s: float = _range(5, 3600, default=30.0)
+    poll_interval_s: float = _range(5, 3600, default=5.0)
     intake_interval_s: float = _range(0.1, 60, default=1.0)
     workers: int = _range(1, 64, default=4)
     stop_grace_s: float = _range(0, 86400, default=120.0)
@@ -205,12 +249,22 @@ class AgentConfig:
     log_tail_min_interval_s: float = _range(1, 3600, default=25.0)
     log_tail_max_interval_s: float = _range(1, 86400, default=1800.0)
     log_tail_budget_share: float = _range(0.001, 1.0, default=0.25)
+    # ... and, with many jobs executing, at most this many tails per executing job per minute on
+    # average (a fleet's cold start stays cheap; a few printing jobs are never held back by it).
+    log_tail_calls_per_job_per_min: float = _range(0.01, 60, default=0.25)
+    # Protected mode (every create/submit failing): one held job is tried this often (takes a restart).
+    protected_mode_probe_s: float = _range(1, 3600, default=60.0)
     # A relay silent this long is checked against the scheduler; a vanished job is stopped remotely.
     relay_grace_s: float = _range(10, 86400, default=120.0)
     # agent.sock: open connections per uid and in all (over the cap: a `busy` answer), time per request.
     relay_max_connections_per_user: int = _range(1, 4096, default=16)
     relay_max_connections: int = _range(1, 65536, default=256)
     relay_request_timeout_s: float = _range(0.1, 3600, default=10.0)
+    # Relays on other nodes (docs/slurm.md): "HOST:PORT" to listen on TCP, MUNGE-authenticated; "": off.
+    # The caps above hold there too (per uid once munged vouched for it); before that, per peer host.
+    relay_tcp_listen: str = ""
+    relay_tcp_max_connections_per_host: int = _range(1, 65536, default=64)
+    relay_credential_max_age_s: float = _range(1, 3600, default=60.0)
     # Finished relay jobs' copies in the spool (logs/, undelivered results/) are deleted after this; 0 keeps.
     spool_retention_days: float = _range(0, 3650, default=14.0)
     # Cores provisioned on Rescale (coresPerSlot x slots) by all jobs at once; beyond it jobs wait. None: off.
@@ -218,11 +272,62 @@ class AgentConfig:
     # Slurm account / PBS project -> Rescale project id
     projects: dict[str, str] = field(default_factory=dict)
     organization: str | None = None  # Rescale organization code; needed to assign projects
+    workspace: str | None = None  # Rescale workspace id (e.g. 04-0468913198); needed to read the bill
+    # Active/standby over one PostgreSQL state_db (docs/ha.md): the leader's lease lasts leader_lease_s
+    # and is renewed every leader_renew_s; the lease names this agent agent_name:pid ("": the hostname).
+    leader_lease_s: float = _range(3, 600, default=8.0)
+    leader_renew_s: float = _range(0.5, 200, default=2.0)
+    agent_name: str = ""
 
     def __post_init__(self) -> None:
         if self.log_tail_max_interval_s < self.log_tail_min_interval_s:
             raise ConfigError(f"agent.log_tail_max_interval_s: {self.log_tail_max_interval_s:g} is below"
                               f" agent.log_tail_min_interval_s ({self.log_tail_min_interval_s:g})")
+        if self.relay_tcp_listen:
+            try:
+                parse_address(self.relay_tcp_listen, any_port=True)
+            except AddressError as exc:
+                raise ConfigError(f"agent.relay_tcp_listen: {exc}") from None
+        if self.leader_renew_s * 3 > self.leader_lease_s:
+            raise ConfigError(f"agent.leader_renew_s: {self.leader_renew_s:g} is over a third of"
+                              f" agent.leader_lease_s ({self.leader_lease_s:g})")
+
+
+@dataclass(frozen=True)
+class SpendingConfig:
+    """Monthly cloud spend per scheduler account (estimates, in the coretype catalogue's currency)."""
+
+    # account -> its budget for a calendar month (UTC); accounts not named have none.
+    monthly_by_account: dict[str, float] = field(default_factory=dict)
+    warn_fraction: float = _range(0.01, 1.0, default=0.8)  # the metric's and alert's "nearly spent"
+    # At 100 %: "hold" new jobs of the account until the month ends (or the budget is raised), or
+    # "refuse" them (they fail with the reason). Running jobs are never stopped for it.
+    when_exhausted: Literal["hold", "refuse"] = "hold"
+    # Actual cost: read Rescale's project billing CSVs this often (agent.organization and agent.workspace
+    # needed); 0: off. Rescale's bill lags the run, so more often buys little.
+    billing_reconcile_interval_s: float = _range(0, 86400 * 7, default=3600.0)
+
+    def __post_init__(self) -> None:
+        for account, budget in self.monthly_by_account.items():
+            if budget < 0:
+                raise ConfigError(f"spending.monthly_by_account.{account}: {budget:g} is below 0")
+        if 0 < self.billing_reconcile_interval_s < 60:
+            raise ConfigError(f"spending.billing_reconcile_interval_s: {self.billing_reconcile_interval_s:g}"
+                              " is below 60 (0 turns it off)")
+
+
+@dataclass(frozen=True)
+class FailoverConfig:
+    """Capacity failover: a job Rescale cannot place runs again on the next cheapest coretype that fits."""
+
+    fallbacks: int = _range(0, 5, default=2)  # next cheapest coretypes each plan keeps; 0: no failover
+    # A Completed job that never executed, whose statusReason contains one of these (any case), found
+    # no capacity: it is created again on its next coretype.
+    reasons: tuple[str, ...] = ("could not allocate compute resources", "insufficient capacity",
+                                "no capacity")
+    cooldown_after: int = _range(1, 1000, default=3)  # this many capacity failures of a coretype ...
+    cooldown_window_s: float = _range(1, 86400, default=1800.0)  # ... within this window ...
+    cooldown_s: float = _range(1, 86400, default=3600.0)  # ... skip it for new jobs this long
 
 
 @dataclass(frozen=True)
@@ -246,6 +351,8 @@ class Config:
     staging: StagingConfig = field(default_factory=StagingConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    spending: SpendingConfig = field(default_factory=SpendingConfig)
+    failover: FailoverConfig = field(default_factory=FailoverConfig)
 
 
 # Scalar type -> (accepts the YAML value?, converts it). bool is never an int here, although Python says so.
@@ -255,8 +362,10 @@ _SCALARS: dict[Any, tuple[Callable[[Any], bool], Callable[[Any], Any]]] = {
     float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v), float),
     str: (lambda v: isinstance(v, str), str),
     Path: (lambda v: isinstance(v, str) and bool(v), Path),
+    PostgresUrl: (is_postgres_url, PostgresUrl),
 }
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path",
+               PostgresUrl: "a postgresql:// URL"}
 
 
 def _describe(tp: Any) -> str:
@@ -433,8 +542,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, Path | PostgresUrl):
+        return str(value)  # a URL's password redacted
     return value
 
 

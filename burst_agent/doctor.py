@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import re
-import shutil
-import socket
 import sqlite3
 import stat
-import subprocess
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from burst_agent import doctor_ha
 from burst_agent.config import (
     DEFAULT_CONFIG,
     LICENSE_NAME,
@@ -25,7 +22,24 @@ from burst_agent.config import (
     env_override_paths,
     load_config,
 )
+from burst_agent.doctorkit import (
+    COMMAND_TIMEOUT_S,
+    Check,
+    Context,
+    Host,
+    Result,
+    Status,
+    failed,
+    first_line,
+    ok,
+    skipped,
+    warning,
+)
+from burst_agent.doctorkit import (
+    Completed as Completed,  # re-exported: callers and tests name doctor.Completed
+)
 from burst_agent.model import CatalogueError, Coretype
+from burst_agent.pgurl import PostgresUrl
 from burst_agent.rescale.errors import (
     AuthenticationError,
     RateLimitedError,
@@ -37,10 +51,6 @@ from burst_agent.secret import Token, TokenError, TokenSource, load_token
 from burst_agent.spool import DIR_MODES
 from burst_agent.textable import render
 
-Status = Literal["ok", "warning", "failed"]
-API_CONNECT_TIMEOUT_S = 5.0
-API_READ_TIMEOUT_S = 15.0
-COMMAND_TIMEOUT_S = 10.0
 METRICS_TIMEOUT_S = 3.0
 SLURM_UP_STATES = frozenset({"idle", "mixed", "allocated", "completing", "planned"})
 # The plugin's default BURST_AGENT and the relay's default --spool: what an unset setting means.
@@ -51,146 +61,6 @@ TOKEN_FIX = (
     "put the token in a root-owned 0600 file and set LoadCredential={cred}:<file> in the unit, or set "
     "api.token_file; outside systemd $CREDENTIALS_DIRECTORY is unset, so run doctor with api.token_file set"
 )
-
-
-@dataclass(frozen=True)
-class Result:
-    """One row of the checklist: `fix` says what to do when the status is not ok."""
-
-    status: Status
-    detail: str
-    fix: str = ""
-
-
-def ok(detail: str) -> Result:
-    return Result("ok", detail)
-
-
-def warning(detail: str, fix: str) -> Result:
-    return Result("warning", detail, fix)
-
-
-def failed(detail: str, fix: str) -> Result:
-    return Result("failed", detail, fix)
-
-
-def skipped(reason: str) -> Result:
-    return warning(f"skipped: {reason}", "fix the failed checks above, then run doctor again")
-
-
-# -- the host: every external effect, replaceable by fakes in tests -------------------------------------
-
-
-@dataclass(frozen=True)
-class Completed:
-    """What a command did; returncode None means it did not run to the end (missing, timed out)."""
-
-    returncode: int | None
-    stdout: str = ""
-    stderr: str = ""
-
-
-def run_command(argv: Sequence[str], timeout: float) -> Completed:
-    """Run argv (never through a shell) with a timeout and the C locale."""
-    try:
-        proc = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False,
-            env={**os.environ, "LC_ALL": "C"},
-        )
-    except subprocess.TimeoutExpired:
-        return Completed(None, "", f"timed out after {timeout:g} s")
-    except OSError as exc:
-        return Completed(None, "", exc.strerror or str(exc))
-    return Completed(proc.returncode, proc.stdout, proc.stderr)
-
-
-def bind_error(host: str, port: int) -> OSError | None:
-    """None if a listener could bind host:port now, else the error bind() gave."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return exc
-    return None
-
-
-def http_get(url: str, timeout: float) -> str:
-    import requests
-
-    response = requests.get(url, timeout=timeout)
-    response.raise_for_status()
-    return response.text
-
-
-def make_client(api: ApiConfig, token: Token) -> Any:
-    """A client with short timeouts and no retries: doctor reports, it does not wait."""
-    from burst_agent.rescale.client import RescaleClient
-    from burst_agent.rescale.retry import RetryPolicy
-
-    quick = dataclasses.replace(
-        api, connect_timeout_s=min(api.connect_timeout_s, API_CONNECT_TIMEOUT_S),
-        read_timeout_s=min(api.read_timeout_s, API_READ_TIMEOUT_S),
-    )
-    return RescaleClient.from_config(quick, token, retry=RetryPolicy(max_retries=0))
-
-
-def read_sysctl(name: str) -> str | None:
-    """A kernel setting from /proc/sys (`fs.protected_hardlinks` -> /proc/sys/fs/protected_hardlinks)."""
-    try:
-        return Path("/proc/sys", *name.split(".")).read_text().strip()
-    except OSError:
-        return None
-
-
-def others_cannot_run(path: Path) -> tuple[str, str] | None:
-    """(why, fix) when a user other than the owner cannot run `path`; None when every user can."""
-    try:
-        real = path.resolve(strict=True)
-        st = real.stat()
-    except FileNotFoundError:
-        return "does not exist", ""
-    except OSError as exc:
-        return f"cannot be inspected: {exc.strerror}", ""
-    if not stat.S_ISREG(st.st_mode):
-        return "is not a regular file", ""
-    if st.st_mode & 0o005 != 0o005:  # a script needs read as well as execute
-        return f"is mode {stat.S_IMODE(st.st_mode):04o}: others cannot read and run it", f"chmod go+rx {real}"
-    for parent in real.parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            why = f"sits in {parent}, mode {stat.S_IMODE(mode):04o}: others cannot enter it"
-            return why, f"chmod go+x {parent}"
-    return None
-
-
-@dataclass
-class Host:
-    """The outside world as doctor sees it."""
-
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    which: Callable[[str], str | None] = shutil.which
-    run: Callable[[Sequence[str], float], Completed] = run_command
-    make_client: Callable[[ApiConfig, Token], Any] = make_client
-    bind_error: Callable[[str, int], OSError | None] = bind_error
-    http_get: Callable[[str, float], str] = http_get
-    others_cannot_run: Callable[[Path], tuple[str, str] | None] = others_cannot_run
-    read_sysctl: Callable[[str], str | None] = read_sysctl
-
-
-@dataclass
-class Context:
-    """What the checks learn, in table order, for the checks after them."""
-
-    config_path: Path | None
-    host: Host = field(default_factory=Host)
-    config: Config | None = None
-    token: Token | None = None
-    coretypes: list[dict[str, Any]] | None = None
-    slurm_config: dict[str, str] | None = None
-    lua_settings: dict[str, str | None] | None = None
-    lua_path: Path | None = None
 
 
 # -- token lookup, shared with `config check` -----------------------------------------------------------
@@ -423,10 +293,38 @@ def _probe_db(path: Path) -> Result:
     return ok(f"{path}: WAL, schema v{version}, writable")
 
 
+def _probe_postgres(url: PostgresUrl) -> Result:
+    from burst_agent.pgstore import probe
+    from burst_agent.store import StoreError
+
+    try:
+        found = probe(url)
+    except StoreError as exc:
+        return failed(str(exc), "check the URL, that the server runs, its pg_hba.conf and the role's "
+                      "passfile (docs/ha.md)")
+    if found.schema_version > found.newest:
+        return failed(f"{url}: schema v{found.schema_version} is newer than this burst-agent "
+                      f"(v{found.newest})", "upgrade burst-agent")
+    if not found.writable:
+        what = "write the tables" if found.schema_version else "create tables in its schema"
+        return failed(f"{url}: PostgreSQL {found.server}: the role may not {what}",
+                      "grant it, or have the database owned by the agent's role (docs/ha.md)")
+    if url.password:
+        return warning(f"{url}: reachable, but the URL holds a password",
+                       "move it to a passfile (mode 0600) named by ?passfile=... (docs/ha.md)")
+    schema = f"schema v{found.schema_version}" if found.schema_version else \
+        "no schema yet (the agent creates it at start)"
+    return ok(f"{url}: PostgreSQL {found.server}, {schema}, writable")
+
+
 def check_state_db(ctx: Context) -> Result:
     if ctx.config is None:
         return skipped("no valid config")
     path = ctx.config.agent.state_db
+    if isinstance(path, PostgresUrl):
+        result = _probe_postgres(path)
+        ctx.state_reachable = result.status != "failed"
+        return result
     if not path.exists():
         parent = path.parent
         if not parent.exists():
@@ -474,10 +372,6 @@ def check_metrics(ctx: Context) -> Result:
 # -- Slurm ------------------------------------------------------------------------------------------------
 
 
-def _first_line(text: str, default: str = "no output") -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), default)
-
-
 def _lua_path(ctx: Context) -> Path:
     """slurmctld reads job_submit.lua from the directory of slurm.conf."""
     conf = (ctx.slurm_config or {}).get("SLURM_CONF", "/etc/slurm/slurm.conf")
@@ -492,7 +386,7 @@ def _partitions(ctx: Context) -> list[str]:
 def check_slurm_plugin(ctx: Context) -> Result:
     done = ctx.host.run(["scontrol", "show", "config"], COMMAND_TIMEOUT_S)
     if done.returncode != 0:
-        return failed(f"scontrol show config: {_first_line(done.stderr)}",
+        return failed(f"scontrol show config: {first_line(done.stderr)}",
                       "is slurmctld running? systemctl status slurmctld")
     pairs = (line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     ctx.slurm_config = {k.strip(): v.strip() for k, v in pairs}
@@ -531,7 +425,7 @@ def check_slurm_partition(ctx: Context) -> Result:
     for name in _partitions(ctx):
         done = ctx.host.run(["scontrol", "show", "partition", name], COMMAND_TIMEOUT_S)
         if done.returncode != 0:
-            return failed(f"partition {name}: {_first_line(done.stderr)}",
+            return failed(f"partition {name}: {first_line(done.stderr)}",
                           "add the PartitionName line of deploy/slurm/slurm.conf.snippet, "
                           "then scontrol reconfigure")
         found = re.search(r"\bState=(\S+)", done.stdout)
@@ -548,7 +442,7 @@ def check_slurm_nodes(ctx: Context) -> Result:
     for name in _partitions(ctx):
         done = ctx.host.run(["sinfo", "-p", name, "-h", "-o", "%T"], COMMAND_TIMEOUT_S)
         if done.returncode != 0:
-            return failed(f"sinfo -p {name}: {_first_line(done.stderr)}", "is slurmctld running?")
+            return failed(f"sinfo -p {name}: {first_line(done.stderr)}", "is slurmctld running?")
         rows += done.stdout.split()
     up = [s for s in rows if s in SLURM_UP_STATES]
     fix = "check slurmd on the proxy nodes (sinfo -R), then scontrol update NodeName=<node> State=RESUME"
@@ -594,7 +488,6 @@ def no_slurm(ctx: Context) -> Result:
     return ok("skipped: no Slurm on this host (no scontrol in PATH)")
 
 
-Check = Callable[[Context], Result]
 # In order: later checks read what earlier ones left in the Context.
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("config", check_config),
@@ -645,7 +538,7 @@ def check_core_cap(ctx: Context) -> Result:
         return skipped("no valid config")
     done = ctx.host.run(["scontrol", "show", "licenses"], COMMAND_TIMEOUT_S)
     if done.returncode != 0:
-        return skipped(f"scontrol show licenses: {_first_line(done.stderr, 'did not run')}")
+        return skipped(f"scontrol show licenses: {first_line(done.stderr, 'did not run')}")
     name = (ctx.lua_settings or {}).get("LICENSE_NAME", LICENSE_NAME)
     status, detail, fix = compare_cap(ctx.config.agent.max_cloud_cores,
                                       license_totals(done.stdout).get(name), name)
@@ -664,7 +557,8 @@ SLURM_CHECKS: tuple[tuple[str, Check], ...] = (
 
 
 def checks_for(host: Host) -> tuple[tuple[str, Check], ...]:
-    return CHECKS + (SLURM_CHECKS if host.which("scontrol") else (("slurm", no_slurm),))
+    slurm = SLURM_CHECKS if host.which("scontrol") else (("slurm", no_slurm),)
+    return CHECKS + doctor_ha.CHECKS + slurm + doctor_ha.SLURM_CHECKS
 
 
 def run_checks(ctx: Context) -> list[tuple[str, Result]]:

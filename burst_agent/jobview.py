@@ -5,20 +5,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from burst_agent.record import JobRecord
+from burst_agent.record import JobRecord, plan_or_none
 
 
 def hardware(job: JobRecord) -> str:
-    return job.plan.hardware if job.plan else "-"
+    plan = plan_or_none(job)
+    return plan.hardware if plan else "-"
 
 
 def cost_so_far(job: JobRecord, now: float) -> Decimal | None:
     """price per core-hour x cores x slots x hours the cluster has run (start to finish or now)."""
-    started = job.remote.started_at
-    if job.plan is None or started is None:
+    started, plan = job.remote.started_at, plan_or_none(job)
+    if plan is None or started is None:
         return None
     hours = Decimal(max(0.0, (job.remote.finished_at or now) - started)) / 3600
-    return (job.plan.price_per_core_hour * job.plan.cores * hours).quantize(Decimal("0.0001"))
+    return (plan.price_per_core_hour * plan.cores * hours).quantize(Decimal("0.0001"))
 
 
 def size(nbytes: int) -> str:

@@ -1,15 +1,17 @@
 """The operations the pipeline needs of a job store: what a second backend (PostgreSQL) implements.
 
 Named for what the pipeline does (record a claimed entry, move a job, record progress, list jobs by
-state), never SQL. `JobStore` (SQLite) is the one implementation today; tests check it matches.
+state), never SQL. `JobStore` (SQLite) and `PostgresStore` implement it; tests check both match.
 Every write is committed before it returns; `transition` checks the lifecycle table atomically.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from burst_agent.billing import ActualCost, BillingSummary, JobCharge
 from burst_agent.lifecycle import JobState
 from burst_agent.record import DownloadRecord, JobRecord, Origin, Remote, TransitionRecord, UploadRecord
 
@@ -20,6 +22,25 @@ class UnknownJob(KeyError):
 
 class DuplicateJob(ValueError):
     """A job with the same entry name, reconcile key or remote job id already exists."""
+
+
+class Deposed(RuntimeError):
+    """This agent no longer leads (another holds the lease, or it ran out): a write fenced by its epoch
+    was refused, or an API call was (burst_agent/leadership.py). Nothing of it happened."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a fenced store checks in each write transaction (the leader's lease, leadership.py):
+    `holder` still holds it with `epoch`; a transaction idle for `idle_ms` is ended by the server."""
+
+    holder: str
+    epoch: int
+    idle_ms: int
+    on_refused: Callable[[], None] = lambda: None  # told before Deposed is raised (the agent steps down)
+
+    def refused(self) -> None:
+        self.on_refused()
 
 
 class JobLedger(Protocol):
@@ -58,4 +79,10 @@ class JobLedger(Protocol):
     def downloads(self, job_id: str, *, pending_only: bool = False) -> list[DownloadRecord]: ...
     def mark_downloaded(self, job_id: str, remote_file_id: str) -> None: ...
     def swap_meta(self, key: str, value: str) -> str | None: ...
+
+    # -- Rescale's bill (billing.py) ------------------------------------------------------------------
+    def record_charges(self, charges: Iterable[JobCharge]) -> int: ...
+    def actual_costs(self) -> dict[str, ActualCost]: ...
+    def record_billing_summary(self, month: str, summary: Mapping[str, Any]) -> None: ...
+    def billing_summary(self, month: str) -> BillingSummary | None: ...
     def close(self) -> None: ...

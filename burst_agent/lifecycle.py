@@ -47,8 +47,9 @@ _FORWARD: dict[JobState, frozenset[JobState]] = {
     S.STAGING_IN: frozenset({S.STAGED}),
     S.STAGED: frozenset({S.HELD, S.CREATING}),
     S.HELD: frozenset({S.CREATING}),
-    # A create refused because cached inputs vanished on Rescale stages the inputs again (once).
-    S.CREATING: frozenset({S.CREATED, S.STAGING_IN}),
+    # A create refused because cached inputs vanished on Rescale stages the inputs again (once); one
+    # refused in protected mode (nothing was created) is held with the jobs that wait.
+    S.CREATING: frozenset({S.CREATED, S.STAGING_IN, S.HELD}),
     S.CREATED: frozenset({S.TAGGED}),
     S.TAGGED: frozenset({S.PROJECT_SET, S.SUBMITTING}),
     S.PROJECT_SET: frozenset({S.SUBMITTING}),
@@ -61,7 +62,8 @@ _FORWARD: dict[JobState, frozenset[JobState]] = {
     S.STOPPING: frozenset({S.FORCE_STOPPING, S.STAGING_OUT}),
     # The one state that re-enters itself: each repeat restarts the grace period (and leaves a row).
     S.FORCE_STOPPING: frozenset({S.FORCE_STOPPING, S.STAGING_OUT}),
-    S.STAGING_OUT: frozenset({S.DONE}),
+    # Rescale could not place the remote job (capacity): it is created again on the plan's next coretype.
+    S.STAGING_OUT: frozenset({S.DONE, S.STAGED}),
     S.DONE: frozenset(),
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),

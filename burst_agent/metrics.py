@@ -18,8 +18,9 @@ from prometheus_client.registry import Collector
 
 from burst_agent import __version__
 from burst_agent.lifecycle import JobState
+from burst_agent.record import plan_or_none
 from burst_agent.rescale.ratelimit import SCOPES, BudgetState
-from burst_agent.store import job_counts_reader
+from burst_agent.store import StoreError, job_counts_reader
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -115,6 +116,10 @@ class _ScrapeCollector(Collector):
         self.budgets: Budgets | None = None
         self.budget_waiting: Callable[[], Mapping[str, int]] | None = None
         self.cloud_cores: Callable[[], tuple[int, int | None]] | None = None
+        # [(account, spent this month, its budget, the warn fraction)] of spending.monthly_by_account
+        self.spending: Callable[[], Iterable[tuple[str, float, float, float]]] | None = None
+        self.protected: Callable[[], bool] | None = None
+        self.cooling: Callable[[], Mapping[str, float]] | None = None  # {coretype: cool-down ends at}
         # Users can write any partition into a spool entry: only the admin's list becomes label values.
         self.partitions = partitions
 
@@ -135,6 +140,11 @@ class _ScrapeCollector(Collector):
         cores_cap = GaugeMetricFamily(
             f"{PREFIX}_cloud_cores_cap", "agent.max_cloud_cores: jobs beyond it wait (absent when unset)."
         )
+        spend = {name: GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=["account"]) for name, text in (
+            ("account_spend_month", "Estimated spend this calendar month (UTC) of an account with a budget:"
+             " runs ended this month and runs still going (catalogue currency)."),
+            ("account_budget_month", "spending.monthly_by_account: new jobs wait (or are refused) at it."),
+            ("account_budget_warn", "The budget x spending.warn_fraction: the nearly-spent alert's line."))}
         # A failing source drops its samples from this scrape instead of failing the whole scrape.
         try:
             if self.job_counts is not None:
@@ -144,7 +154,7 @@ class _ScrapeCollector(Collector):
                     totals[key] = totals.get(key, 0) + count
                 for labels, count in sorted(totals.items()):
                     jobs.add_metric(list(labels), count)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StoreError) as exc:
             log.warning("metrics: cannot read job counts: %s", exc)
         try:
             if self.spool_backlog is not None:
@@ -167,9 +177,43 @@ class _ScrapeCollector(Collector):
                 cores_in_use.add_metric([], used)
                 if cap is not None:
                     cores_cap.add_metric([], cap)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StoreError) as exc:
             log.warning("metrics: cannot read cloud cores in use: %s", exc)
-        yield from (jobs, backlog, *budget.values(), cores_in_use, cores_cap)
+        try:
+            for account, spent, limit, warn in self.spending() if self.spending is not None else ():
+                for family, value in zip(spend.values(), (spent, limit, limit * warn), strict=True):
+                    family.add_metric([account], value)
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("metrics: cannot read account spending: %s", exc)
+        protected = GaugeMetricFamily(f"{PREFIX}_protected_mode", "1 while every create or submit fails and"
+                                      " new jobs wait (protected mode), else 0.")
+        if self.protected is not None:
+            protected.add_metric([], 1.0 if self.protected() else 0.0)
+        cooling = GaugeMetricFamily(f"{PREFIX}_coretype_cooling_down", "1 for each coretype skipped for new"
+                                    " jobs after repeated capacity failures (failover.cooldown_*).",
+                                    labels=["coretype"])
+        for coretype in sorted(self.cooling() if self.cooling is not None else ()):
+            cooling.add_metric([coretype], 1.0)
+        yield from (jobs, backlog, *budget.values(), cores_in_use, cores_cap, *spend.values(), protected,
+                    cooling)
+
+
+LEADER_HELP = "1 while this agent leads (works), 0 while it stands by for the lease (docs/ha.md)."
+
+
+def _build_info(registry: CollectorRegistry) -> None:
+    Info(f"{PREFIX}_build", "burst-agent build information.", registry=registry).info(
+        {"version": __version__, "python": platform.python_version()}
+    )
+
+
+def standby_registry() -> CollectorRegistry:
+    """What a standby agent serves: burst_agent_leader 0 and the build info, nothing of the shared state
+    (the leader's job counts and budgets are not counted twice)."""
+    registry = CollectorRegistry(auto_describe=True)
+    Gauge(f"{PREFIX}_leader", LEADER_HELP, registry=registry).set(0)
+    _build_info(registry)
+    return registry
 
 
 def _price(value: Decimal | float | str | None) -> float:
@@ -237,13 +281,17 @@ class Metrics:
             f"{PREFIX}_estimated_cost", "Estimated compute cost from the coretype price per core-hour"
             " (price-list currency).", ["coretype", "project", *user], registry=r,
         )
+        self.capacity_failovers = Counter(
+            f"{PREFIX}_capacity_failovers", "Remote jobs Rescale could not place (no capacity) that were"
+            " created again on the next coretype, by the coretype that had none.", ["coretype"], registry=r,
+        )
         self.last_poll = Gauge(
             f"{PREFIX}_last_successful_poll_timestamp_seconds",
             "When the last status poll of Rescale succeeded (Unix time).", registry=r,
         )
-        Info(f"{PREFIX}_build", "burst-agent build information.", registry=r).info(
-            {"version": __version__, "python": platform.python_version()}
-        )
+        self.leader = Gauge(f"{PREFIX}_leader", LEADER_HELP, registry=r)
+        self.leader.set(1)  # a working agent leads (with SQLite, the only one); see standby_registry
+        _build_info(r)
         # Known label values start at zero, so rate() and alerts see them before the first event.
         for state in FINISHED_STATES:
             self.finished.labels(state=state.value)
@@ -276,6 +324,21 @@ class Metrics:
     def watch_budget_waiting(self, source: Callable[[], Mapping[str, int]]) -> None:
         """{scope: jobs waiting for its budget} at each scrape (the agent's dispatcher)."""
         self._scrape.budget_waiting = source
+
+    def watch_spending(self, source: Callable[[], Iterable[tuple[str, float, float, float]]]) -> None:
+        """[(account, spent this month, budget, warn fraction)] at each scrape (pipeline.spendcap)."""
+        self._scrape.spending = source
+
+    def watch_protection(self, source: Callable[[], bool]) -> None:
+        """Whether the agent is in protected mode (pipeline/protect.py), at each scrape."""
+        self._scrape.protected = source
+
+    def watch_cooling(self, source: Callable[[], Mapping[str, float]]) -> None:
+        """{coretype: when its cool-down ends} at each scrape (pipeline/failover.py)."""
+        self._scrape.cooling = source
+
+    def capacity_failover(self, coretype: str) -> None:
+        self.capacity_failovers.labels(coretype=coretype).inc()
 
     def watch_cloud_cores(self, source: Callable[[], tuple[int, int | None]]) -> None:
         """(cloud cores in use, agent.max_cloud_cores) at each scrape, e.g. pipeline.corecap.cloud_cores."""
@@ -322,6 +385,10 @@ class Metrics:
         """A remote run ended: run time, core-seconds and cost (price x cores x hours)."""
         seconds = max(0.0, seconds)
         self.remote_run_seconds.observe(seconds)
+        self._usage(seconds, coretype, cores, project, price_per_core_hour, user)
+
+    def _usage(self, seconds: float, coretype: str, cores: int, project: str | None,
+               price_per_core_hour: Decimal | float | str | None, user: str | None) -> None:
         extra = {"user": user or ""} if self.per_user_labels else {}
         core_seconds = seconds * max(0, cores)
         self.core_seconds.labels(coretype=coretype, **extra).inc(core_seconds)
@@ -359,11 +426,24 @@ class Metrics:
 
     def job_ran(self, job: JobRecord) -> None:
         """Run time, core-seconds and cost of a job whose remote run has ended."""
-        remote, plan = job.remote, job.plan
+        remote, plan = job.remote, plan_or_none(job)
         if remote.started_at is None or remote.finished_at is None or plan is None:
             return
         self.remote_run(remote.finished_at - remote.started_at, plan.coretype, plan.cores, plan.project,
                         plan.price_per_core_hour, user=job.origin.owner_name)
+
+    def seed_usage(self, jobs: Iterable[JobRecord]) -> int:
+        """At start: the core-seconds and cost counters carry on from the runs in the store, so they
+        survive restarts (the run-time histogram starts afresh). Returns the runs counted."""
+        counted = 0
+        for job in jobs:
+            remote, plan = job.remote, plan_or_none(job)
+            if remote.started_at is None or remote.finished_at is None or plan is None:
+                continue
+            self._usage(max(0.0, remote.finished_at - remote.started_at), plan.coretype, plan.cores,
+                        plan.project, plan.price_per_core_hour, job.origin.owner_name)
+            counted += 1
+        return counted
 
     def exposition(self) -> bytes:
         """The text exposition format, as a scrape would see it."""
@@ -387,9 +467,10 @@ class MetricsServer:
         self.thread.join(timeout=10)
 
 
-def serve(metrics: Metrics, host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
+def serve(metrics: Metrics | CollectorRegistry, host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
     """Serve /metrics on host:port (loopback by default; port 0 picks a free one) in a daemon thread."""
     from prometheus_client import start_http_server
 
-    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    registry = metrics.registry if isinstance(metrics, Metrics) else metrics
+    server, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(server, thread)

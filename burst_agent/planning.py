@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from burst_agent.dialects import parse_script
 from burst_agent.dialects.registry import DIALECTS, dialect_of_env
 from burst_agent.model import Coretype
 from burst_agent.outpaths import expand
-from burst_agent.record import Plan
+from burst_agent.record import Plan, attempt_key
 from burst_agent.rejection import EntryRejected
 from burst_agent.request import JobRequest, ScriptWarning
 from burst_agent.translate import translate
@@ -89,9 +89,14 @@ def output_paths(results: str | None, scheduler: str, req: JobRequest, owner: st
     return workdir, stdout, stderr or None
 
 
+def _named(body: Mapping[str, Any], reconcile_key: str, attempt: int) -> dict[str, Any]:
+    """The body with the attempt's key at the end of its name (how an interrupted create is found)."""
+    return {**body, "name": f"{body['name']} [{attempt_key(reconcile_key, attempt)}]"}
+
+
 def decide(
     facts: EntryFacts, catalogue: Sequence[Coretype], translate_cfg: Any, *, reconcile_key: str,
-    projects: Mapping[str, str], keep_outputs: str = "all",
+    projects: Mapping[str, str], keep_outputs: str = "all", fallbacks: int = 0,
 ) -> tuple[Plan, tuple[ScriptWarning, ...]]:
     """The plan (and the script's warnings). Raises TranslateError, EntryRejected or ValueError."""
     mode = delivery_of(facts)
@@ -99,21 +104,23 @@ def decide(
                           request_overrides=dict(facts.request))
     sid = facts.scheduler_job_id
     result = translate(parsed, catalogue, translate_cfg, job_name_hint=facts.name,
-                       job_ids={"job_id": sid} if sid else None, keep_outputs=keep_outputs)
-    body = dict(result.body)
-    body["name"] = f"{body['name']} [{reconcile_key}]"
+                       job_ids={"job_id": sid} if sid else None, keep_outputs=keep_outputs,
+                       fallbacks=fallbacks)
+    body = _named(result.body, reconcile_key, 0)
+    spare = tuple(replace(hw, body=_named(hw.body, reconcile_key, n))
+                  for n, hw in enumerate(result.fallbacks, start=1))
     output_dir, stdout, stderr = output_paths(None if mode == "direct" else facts.results_dir,
                                               parsed.scheduler, parsed.request, facts.owner_name)
     if mode == "relay":  # the relay shows the log from its own copy; the agent keeps one in the spool
         stdout = facts.spool_log
     workdir = facts.request.get("workdir") if mode != "plain" else None
     account = parsed.request.account
-    price = next(c.price_per_core_hour for c in catalogue if c.code == result.coretype)
+    price = result.price_per_core_hour  # the tier's: every estimate (jobview, metrics, report) uses it
     plan = Plan(
         scheduler=parsed.scheduler, delivery=mode, workdir=workdir,
         inputs_from=workdir if mode == "direct" else None, output_dir=output_dir, stdout_path=stdout,
         stderr_path=stderr, script=facts.script, body=body, coretype=result.coretype,
         cores_per_slot=result.cores_per_slot, slots=result.slots, price_per_core_hour=price,
-        project=projects.get(account) if account else None,
+        project=projects.get(account) if account else None, account=account, fallbacks=spare,
     )
     return plan, result.warnings

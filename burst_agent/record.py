@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +29,23 @@ class Origin:
 
 
 @dataclass(frozen=True, slots=True)
+class Hardware:
+    """A capacity-failover choice decided at translation: a next cheapest coretype that fits, its shape,
+    its price per core-hour in the job's tier, and the create body for it."""
+
+    coretype: str
+    cores_per_slot: int
+    slots: int
+    price_per_core_hour: Decimal
+    body: dict[str, Any]
+
+
+def attempt_key(reconcile_key: str, attempt: int) -> str:
+    """The key a remote job of this attempt carries (in its name and tag): the first has the plain key."""
+    return reconcile_key if attempt == 0 else f"{reconcile_key}-try{attempt + 1}"
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything decided once, at translation, from the entry's facts; never changed afterwards.
 
@@ -51,6 +68,18 @@ class Plan:
     slots: int
     price_per_core_hour: Decimal
     project: str | None = None
+    account: str | None = None  # the scheduler account the job was charged to (reports group by it)
+    fallbacks: tuple[Hardware, ...] = ()  # where it runs next if Rescale cannot place it (failover)
+
+    def on_attempt(self, attempt: int) -> Plan:
+        """The plan as attempt `attempt` runs it: 0 is the first choice, N the Nth fallback."""
+        if attempt == 0:
+            return self
+        if not 0 < attempt <= len(self.fallbacks):
+            raise RecordFormatError(f"attempt {attempt} of a plan with {len(self.fallbacks)} fallback(s)")
+        hw = self.fallbacks[attempt - 1]
+        return replace(self, coretype=hw.coretype, cores_per_slot=hw.cores_per_slot, slots=hw.slots,
+                       price_per_core_hour=hw.price_per_core_hour, body=hw.body)
 
     @property
     def hardware(self) -> str:
@@ -75,12 +104,14 @@ class Inputs:
 
 @dataclass(frozen=True, slots=True)
 class Remote:
-    """The remote job's last known status and when its cluster ran (Unix seconds)."""
+    """The remote job's last known status and when its cluster ran (Unix seconds); `attempt` is which
+    of the plan's hardware choices it runs (0: the first; capacity failover moves to the next)."""
 
     status: str | None = None
     reason: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +153,11 @@ class JobRecord:
     cancel_requested_at: float | None
     created_at: float
     updated_at: float
+
+    @property
+    def attempt(self) -> int:
+        """Capacity failover: which of the plan's hardware choices the remote job is on (0: the first)."""
+        return self.remote.attempt
 
     @property
     def terminal(self) -> bool:
@@ -167,10 +203,20 @@ class DownloadRecord:
 
 
 def plan_of(job: JobRecord) -> Plan:
-    """The plan of a translated job (every state after RECEIVED has one)."""
+    """The plan of a translated job (every state after RECEIVED has one), as its attempt runs it."""
     if job.plan is None:
         raise RecordFormatError(f"job {job.id} in state {job.state.value} has no plan")
-    return job.plan
+    return job.plan.on_attempt(job.attempt)
+
+
+def on_attempt(job: JobRecord, attempt: int) -> JobRecord:
+    """The record as it would be on another attempt (not stored)."""
+    return replace(job, remote=replace(job.remote, attempt=attempt))
+
+
+def plan_or_none(job: JobRecord) -> Plan | None:
+    """plan_of for a job that may not be translated yet."""
+    return None if job.plan is None else plan_of(job)
 
 
 def _dump(version: int, value: Any) -> str:
@@ -196,7 +242,10 @@ def encode_plan(plan: Plan) -> str:
 
 def decode_plan(text: str) -> Plan:
     data = _load(Plan, PLAN_VERSION, text)
-    return Plan(**{**data, "price_per_core_hour": Decimal(str(data["price_per_core_hour"]))})
+    fallbacks = tuple(Hardware(**{**hw, "price_per_core_hour": Decimal(str(hw["price_per_core_hour"]))})
+                      for hw in data.get("fallbacks", ()))
+    return Plan(**{**data, "price_per_core_hour": Decimal(str(data["price_per_core_hour"])),
+                   "fallbacks": fallbacks})
 
 
 def encode_inputs(inputs: Inputs) -> str:

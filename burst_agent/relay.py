@@ -8,7 +8,6 @@ outputs into the workdir as the user, and exits with the remote script's exit co
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import os
@@ -21,14 +20,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from burst_agent.config import StagingConfig
 from burst_agent.dialects.registry import CARRIED_NAMES, DIALECTS, variables
 from burst_agent.outpaths import expand
-from burst_agent.relayproto import AgentBusy, ProtocolError, call
+from burst_agent.relayaddr import AgentAddress
+from burst_agent.relaynet import StreamBroken, transport_for
+from burst_agent.relayproto import AgentBusy, ProtocolError
+from burst_agent.requeue import being_requeued, came_back, restart_count
 from burst_agent.spool import Spool, submit_entry
 from burst_agent.staging.bundle import write_bundle
 from burst_agent.staging.confined import write_output
@@ -40,6 +43,8 @@ JOB_ID_VARS = variables(lambda d: (d.job_id_var,))
 ARRAY_VARS = variables(lambda d: d.array_task_vars)
 ARRAY_JOB_VARS = variables(lambda d: (d.array_job_var,))
 JOB_NAME_VARS = variables(lambda d: (d.job_name_var,))
+ACCOUNT_VARS = variables(lambda d: (d.account_var,))
+QOS_VARS = variables(lambda d: (d.qos_var,))
 WORKDIR_VARS = variables(lambda d: (d.workdir_var,))
 OWN_STREAMS = ("/proc/self/fd/1", "/proc/self/fd/2")  # the job's output files, opened by the scheduler
 INPUT_BUNDLE = "input-bundle.tar.gz"
@@ -51,14 +56,20 @@ SELF_CANCEL: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
     (d.job_id_var, d.self_cancel) for d in DIALECTS.values() if d.job_id_var and d.self_cancel
 )
 SELF_CANCEL_WAIT_S = 5.0
-# How a relay shows in its own scheduler job what runs on Rescale (where the job's owner may).
-SHOW_SHAPE: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
-    (d.job_id_var, d.show_shape) for d in DIALECTS.values() if d.job_id_var and d.show_shape
+# How a relay keeps its own scheduler job's record of the remote life (where the job's owner may):
+# (job id variable, array job and task variables, command while the job lives, once it has ended).
+RECORDERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...] | None], ...] = tuple(
+    (d.job_id_var, (d.array_job_var, *d.array_task_vars) if d.array_job_var else (), d.show_record,
+     d.keep_record) for d in DIALECTS.values() if d.job_id_var and d.show_record
 )
+RECORD_REFRESH_S = 300.0  # while the phase holds, the record's cost estimate is refreshed this often
+RECORD_TIMEOUT_S = 15.0
 QUIET_BUSY_S = 60.0  # a busy agent is retried without a word for this long
 # What a running agent under load answers: its caps (busy), a full listen backlog (EAGAIN), a refusal
 # that closed before our request was read. An agent that is down refuses (ECONNREFUSED) or is absent.
 BUSY = (AgentBusy, BlockingIOError, BrokenPipeError, ConnectionResetError)
+OUTPUT_TRIES = 3  # an output whose stream broke (TCP) is fetched again this often in all
+T = TypeVar("T")
 DELIVERY_CONNECT_S = 60.0  # a delivery that finds no agent for this long has nothing to deliver to
 DELIVERY_MAX_WAIT_S = 7 * 86400.0  # and one whose job never ends gives up after a week
 DELIVERY_POLL_S = 2.0
@@ -77,6 +88,8 @@ def complete_request(request: dict[str, Any], environ: dict[str, str], cwd: Path
     if array is not None and array.isdigit():
         done["array_task_id"] = int(array)
     done["workdir"] = done.get("workdir") or _first(environ, WORKDIR_VARS) or str(cwd)
+    done["account"] = done.get("account") or _first(environ, ACCOUNT_VARS)  # the scheduler's default too
+    done["qos"] = done.get("qos") or _first(environ, QOS_VARS)  # the tier may follow it (tiers.py)
     carried = {name: environ[name] for name in sorted(CARRIED_NAMES) if environ.get(name)}
     if carried:
         done["scheduler_env"] = carried
@@ -167,9 +180,10 @@ class Relay:
     def __init__(
         self, spool: Path, out: BinaryIO, poll_s: float = 1.0, *, log_file: str | None = None,
         offset: int = 0, deliver: bool = False, deadline: float | None = None,
-        environ: dict[str, str] | None = None,
+        environ: dict[str, str] | None = None, agents: Sequence[AgentAddress] = (),
     ) -> None:
         self.spool = Spool(spool)
+        self.transport = transport_for(self.spool.socket_path, agents)  # TCP + MUNGE to `agents`, if any
         self.out = out
         self.poll_s = poll_s
         self.cancel = threading.Event()
@@ -178,13 +192,20 @@ class Relay:
         self.deliver = deliver
         self.deadline = deadline
         self.environ = environ if environ is not None else dict(os.environ)
+        self.requeued = lambda: being_requeued(self.environ)  # a SIGTERM that is a requeue, not a cancel
+        self._recorded: tuple[Any, ...] = ()  # (phase, remote job id, text) last put in the record
+        self._recorded_at = float("-inf")
 
     def say(self, text: str) -> None:
         self.out.write(f"burst-agent: {text}\n".encode())
         self.out.flush()
 
     def ask(self, message: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-        """One request; while the agent is away (restarting) or busy, keep trying: the job is not lost.
+        """One request, retried while the agent is away or busy (see _retry)."""
+        return self._retry(lambda: self.transport.call(message))
+
+    def _retry(self, attempt: Callable[[], T]) -> T:
+        """While the agent is away (restarting) or busy, keep trying: the job is not lost.
 
         A busy agent (its connection caps, a full listen backlog: EAGAIN) is load, not trouble: retried
         quietly with a jittered pause. Only an agent that stays unreachable is worth a line in the log.
@@ -193,7 +214,7 @@ class Relay:
         warned = False
         while True:
             try:
-                return call(self.spool.socket_path, message)
+                return attempt()
             except OSError as exc:
                 now = time.monotonic()
                 troubled_since = troubled_since or now
@@ -218,6 +239,22 @@ class Relay:
         self.say(f"job handed to the agent as {name}")
         return name
 
+    def reattach(self, scheduler_job_id: str, own_log_size: int) -> str | None:
+        """A requeued job's next run: the entry of the job its earlier run handed to the agent (the
+        caller's own job of this scheduler job id), to follow again instead of making another remote
+        job; None if the agent has none. The log is written again from the start when the scheduler
+        truncated the output file for this run (its default), else from where the last run stood."""
+        entry = self.ask({"op": "find", "scheduler_job_id": scheduler_job_id})[0].get("entry")
+        if not isinstance(entry, str):
+            return None
+        where = self.ask({"op": "resume", "entry": entry})[0]
+        if where.get("state") in (None, "unknown"):
+            return None
+        offset = int(where.get("offset") or 0)
+        self.offset = offset if own_log_size >= offset else 0
+        self.say(f"requeued: the remote job of {entry} goes on; following it again")
+        return entry
+
     def _log(self, answer: dict[str, Any]) -> None:
         data = base64.b64decode(answer.get("log") or "")
         if data:
@@ -227,19 +264,34 @@ class Relay:
 
     def _deliver(self, entry: str, workdir: Path) -> None:
         answer, _ = self.ask({"op": "outputs", "entry": entry})
-        for rel in answer.get("files", []):
-            reply, fds = self.ask({"op": "output", "entry": entry, "path": rel})
-            if not fds:
+        broken = [rel for rel in answer.get("files", []) if not self._deliver_one(entry, workdir, rel)]
+        if broken:  # not `delivered`: the agent keeps them, and `burst-agent deliver` brings them
+            self.say(f"{len(broken)} output(s) did not arrive whole; the agent keeps them")
+            return
+        self.ask({"op": "delivered", "entry": entry})
+
+    def _deliver_one(self, entry: str, workdir: Path, rel: str) -> bool:
+        """Fetch one output (a passed descriptor, or its stream over TCP) and write it, confined; False
+        only when its bytes never arrived whole."""
+        message = {"op": "output", "entry": entry, "path": rel}
+        for _attempt in range(OUTPUT_TRIES):
+            reply, source = self._retry(lambda: self.transport.fetch(message))
+            if source is None:
                 self.say(f"output {rel}: {reply.get('error')}")
-                continue
-            with os.fdopen(fds[0], "rb") as source:
+                return True
+            with source:
                 try:
                     write_output(workdir, PurePosixPath(rel), source)
+                    return True
                 except UnsafePathError as exc:  # e.g. a symlink planted where the output goes
                     self.say(f"output {rel!r} refused: {exc}")
+                    return True
+                except StreamBroken as exc:
+                    self.say(f"output {rel}: {exc.strerror}")
                 except OSError as exc:
                     self.say(f"output {rel} not written: {exc}")
-        self.ask({"op": "delivered", "entry": entry})
+                    return True
+        return False
 
     def _request_cancel(self, entry: str) -> None:
         answer, _ = self.ask({"op": "cancel", "entry": entry})
@@ -257,13 +309,19 @@ class Relay:
         cancel_sent = shown = False
         while True:
             if self.cancel.is_set() and not cancel_sent and not self.deliver:
+                if self.requeued():
+                    self.say("the scheduler requeues this job: its remote job goes on, and the job's next"
+                             " run follows it")
+                    return EXIT_ON_CANCEL
                 self._request_cancel(entry)
                 cancel_sent = True
             answer, _ = self.ask({"op": "status", "entry": entry, "offset": self.offset,
                                   "log_file": self.log_file or ""})
             self._log(answer)
             if not shown and answer.get("remote_job_id") and answer.get("hardware") and not self.deliver:
-                shown = self._show_shape(answer)
+                self.say(f"running on Rescale as job {answer['remote_job_id']}: {answer['hardware']}")
+                shown = True
+            self._record(answer)
             state = answer.get("state")
             if state == "failed" and "terminal" not in answer:  # rejected before it became a job
                 self.say(f"job rejected: {answer.get('reason')}")
@@ -282,6 +340,7 @@ class Relay:
 
     def _finish(self, entry: str, workdir: Path, answer: dict[str, Any]) -> int:
         self._deliver(entry, workdir)
+        self._record(answer, force=True)
         state, code = answer["state"], answer.get("exit_code")
         if answer.get("reason"):
             self.say(f"{state}: {answer['reason']}")
@@ -291,17 +350,29 @@ class Relay:
             return EXIT_ON_CANCEL
         return int(code) if code is not None else EXIT_NO_CODE
 
-    def _show_shape(self, answer: dict[str, Any]) -> bool:
-        """Put the remote job's id and shape into the scheduler's record of this job, once."""
-        text = f"rescale {answer['remote_job_id']}: {answer['hardware']} = {answer.get('cores')} cores"
-        self.say(f"running on Rescale as job {answer['remote_job_id']}: {answer['hardware']}")
-        for variable, argv in SHOW_SHAPE:
+    def _record(self, answer: dict[str, Any], *, force: bool = False) -> None:
+        """Put the agent's record of the remote life (phase, Rescale job, shape, window, cost) into the
+        scheduler's record of this job: when the phase changes, every RECORD_REFRESH_S, and at the end.
+        A delivery runs after the job ended, so it writes to the accounting database straight away."""
+        text = answer.get("record")
+        if not isinstance(text, str) or not text:
+            return
+        key = (answer.get("phase"), answer.get("remote_job_id"))
+        now = time.monotonic()
+        fresh = key == self._recorded[:2] and now - self._recorded_at < RECORD_REFRESH_S
+        if self._recorded[2:] == (text,) or (fresh and not force):
+            return
+        self._recorded, self._recorded_at = (*key, text), now
+        for variable, array_vars, live, ended in RECORDERS:
             job_id = self.environ.get(variable)
-            if job_id:
-                with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                    subprocess.run([a.format(job_id=job_id, text=text) for a in argv], capture_output=True,
-                                   timeout=30, check=False)
-        return True
+            if not job_id:
+                continue
+            array = [self.environ.get(v) for v in array_vars[:2]]
+            job_ref = "_".join(array) if len(array) == 2 and all(array) else job_id  # type: ignore[arg-type]
+            commands = [c for c in ((ended, live) if self.deliver else (live, ended)) if c]
+            for argv in commands:
+                if _ran([a.format(job_id=job_id, job_ref=job_ref, text=text) for a in argv]):
+                    break
 
     def _cancel_own_job(self) -> None:
         """Cancelled by the agent (an admin, the orphan check, Rescale): cancel our own scheduler job, as
@@ -323,6 +394,15 @@ class Relay:
             return
 
 
+def _ran(argv: list[str]) -> bool:
+    """Run a scheduler command quietly; True if it succeeded (a record is a courtesy, never fatal)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=RECORD_TIMEOUT_S, check=False)
+        return done.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def own_log_file(fd: int = 1) -> str | None:
     """The real path of our stdout when it is a regular file (the job's slurm-N.out), else None."""
     try:
@@ -333,11 +413,12 @@ def own_log_file(fd: int = 1) -> str | None:
     return path if stat.S_ISREG(st.st_mode) and path.startswith("/") else None
 
 
-def run_relay(script_path: Path, request_path: Path, spool: Path, staging: StagingConfig) -> int:
+def run_relay(script_path: Path, request_path: Path, spool: Path, staging: StagingConfig,
+              agents: Sequence[AgentAddress] = ()) -> int:
     script = script_path.read_text(encoding="utf-8")
     request = complete_request(json.loads(request_path.read_text(encoding="utf-8")), dict(os.environ),
                                Path.cwd())
-    relay = Relay(spool, sys.stdout.buffer, log_file=own_log_file())
+    relay = Relay(spool, sys.stdout.buffer, log_file=own_log_file(), agents=agents)
     received: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -346,8 +427,12 @@ def run_relay(script_path: Path, request_path: Path, spool: Path, staging: Stagi
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    job_id = request.get("job_id")
+    log_file = relay.log_file
+    again = restart_count(dict(os.environ)) > 0 and isinstance(job_id, str)
     try:
-        entry = relay.submit(script, request, staging)
+        entry = relay.reattach(str(job_id), _size(log_file)) if again else None
+        entry = entry or relay.submit(script, request, staging)
     except (OSError, ValueError) as exc:
         relay.say(f"could not hand the job to the agent: {exc}")
         return EXIT_NO_CODE
@@ -356,6 +441,13 @@ def run_relay(script_path: Path, request_path: Path, spool: Path, staging: Stagi
         signal.signal(received[0], signal.SIG_DFL)
         os.kill(os.getpid(), received[0])
     return code
+
+
+def _size(path: str | None) -> int:
+    try:
+        return os.stat(path).st_size if path else 0
+    except OSError:
+        return 0
 
 
 def _append_only(path: str) -> BinaryIO | None:
@@ -370,12 +462,15 @@ def _append_only(path: str) -> BinaryIO | None:
     return os.fdopen(fd, "ab")
 
 
-def run_delivery(spool: Path, scheduler_job_id: str, max_wait_s: float = DELIVERY_MAX_WAIT_S) -> int:
+def run_delivery(spool: Path, scheduler_job_id: str, max_wait_s: float = DELIVERY_MAX_WAIT_S,
+                 agents: Sequence[AgentAddress] = ()) -> int:
     """After the relay died (scancel or a time limit outlasting KillWait): finish its log and deliver the
     outputs into the workdir, as the job's owner. Quiet and 0 when there is nothing to do."""
-    probe = Relay(spool, io.BytesIO(), deadline=time.monotonic() + DELIVERY_CONNECT_S)
-    if not probe.spool.socket_path.exists():
+    probe = Relay(spool, io.BytesIO(), deadline=time.monotonic() + DELIVERY_CONNECT_S, agents=agents)
+    if not probe.transport.here():
         return 0  # not a proxy node of this spool
+    if came_back("slurm", scheduler_job_id):
+        return 0  # requeued: the job's next run follows its remote job (requeue.py)
     try:
         entry = probe.ask({"op": "find", "scheduler_job_id": scheduler_job_id})[0].get("entry")
         if not isinstance(entry, str):
@@ -387,8 +482,10 @@ def run_delivery(spool: Path, scheduler_job_id: str, max_wait_s: float = DELIVER
         return 0
     log_file = where.get("log_file") if isinstance(where.get("log_file"), str) else None
     out = (_append_only(log_file) if log_file else None) or io.BytesIO()
-    relay = Relay(spool, out, poll_s=DELIVERY_POLL_S, log_file=log_file,
-                  offset=int(where.get("offset") or 0), deliver=True, deadline=time.monotonic() + max_wait_s)
+    # The epilog resets the environment: the job whose record to keep is the one named.
+    environ = {variable: scheduler_job_id for variable, *_commands in RECORDERS}
+    relay = Relay(spool, out, poll_s=DELIVERY_POLL_S, log_file=log_file, offset=int(where.get("offset") or 0),
+                  deliver=True, deadline=time.monotonic() + max_wait_s, environ=environ, agents=agents)
     relay.say("the relay ended before the job's outputs came back: delivering them now")
     with out:
         try:

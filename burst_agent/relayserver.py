@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from burst_agent.conncaps import ConnectionCaps, accept_loop
 from burst_agent.jobview import as_dict
 from burst_agent.pipeline.cancel import request_cancel
 from burst_agent.pipeline.context import Context
@@ -27,6 +28,7 @@ from burst_agent.relayproto import (
     send_message,
     text_field,
 )
+from burst_agent.schedrecord import phase, record_text
 from burst_agent.staging.safepath import STAGING_DIR_NAME, UnsafePathError, safe_relpath
 
 Handler = Callable[["RelayServer", int, dict[str, Any]], tuple[dict[str, Any], list[int]]]
@@ -81,8 +83,7 @@ class RelayServer:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._open: dict[int, int] = {}  # uid -> connections being served
+        self._caps = ConnectionCaps("relay")  # connections being served, by uid
         self._refused = 0
         self._logged_at: dict[str, float] = {}
         self._positions: dict[str, tuple[str, int, float]] = {}  # job id -> (log file, offset, saved at)
@@ -142,6 +143,7 @@ class RelayServer:
             "remote_job_id": job.remote_job_id, "exit_code": job.result.exit_code,
             "reason": job.result.reason,
             "hardware": plan.hardware if plan else None, "cores": plan.cores if plan else None,
+            "phase": phase(job), "record": record_text(job, self.ctx.clock()),
             "log": base64.b64encode(data).decode(), "log_size": size,
         }, []
 
@@ -232,15 +234,20 @@ class RelayServer:
 
     # -- serving ------------------------------------------------------------------------------
 
+    def answer(self, uid: int, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        """The answer to one request of `uid` (whichever listener it came by) and the descriptors to
+        hand over with it (the caller closes them)."""
+        op = msg.get("op")
+        handler = self.OPS.get(op) if isinstance(op, str) else None
+        return handler(self, uid, msg) if handler else ({"error": "unknown op"}, [])
+
     def handle(self, conn: socket.socket, uid: int) -> None:
         """One request from `uid` on `conn`, answered within the deadline (twice: to read, to answer)."""
         timeout = self.ctx.config.agent.relay_request_timeout_s
         out_fds: list[int] = []
         try:
             msg = read_request(conn, time.monotonic() + timeout)
-            op = msg.get("op")
-            handler = self.OPS.get(op) if isinstance(op, str) else None
-            answer, out_fds = handler(self, uid, msg) if handler else ({"error": "unknown op"}, [])
+            answer, out_fds = self.answer(uid, msg)
         except BAD_REQUEST as exc:
             answer = {"error": str(exc)[:200] or type(exc).__name__}
         try:
@@ -253,19 +260,11 @@ class RelayServer:
     def _admit(self, uid: int) -> str | None:
         """Count the connection in, or say why not (the caps are read live, so SIGHUP changes them)."""
         cfg = self.ctx.config.agent
-        with self._lock:
-            if sum(self._open.values()) >= cfg.relay_max_connections:
-                return f"busy: the agent is serving {cfg.relay_max_connections} relay connections; retry"
-            if self._open.get(uid, 0) >= cfg.relay_max_connections_per_user:
-                return f"busy: uid {uid} has {cfg.relay_max_connections_per_user} connections open; retry"
-            self._open[uid] = self._open.get(uid, 0) + 1
-        return None
+        return self._caps.admit(uid, f"uid {uid}", cfg.relay_max_connections,
+                                cfg.relay_max_connections_per_user)
 
     def _release(self, uid: int) -> None:
-        with self._lock:
-            self._open[uid] -= 1
-            if not self._open[uid]:
-                del self._open[uid]
+        self._caps.release(uid)
 
     def _refuse(self, conn: socket.socket, uid: int, reason: str) -> None:
         """Answer at once without waiting for the request (never blocks the accept loop), and close."""
@@ -316,20 +315,10 @@ class RelayServer:
             self._refuse(conn, uid, "busy: the agent cannot start a thread; retry")
 
     def _accept_loop(self, listener: socket.socket) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _addr = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if self._stopping.is_set():
-                    return
-                # EMFILE/ENFILE: the connection stays queued; back off instead of spinning.
-                if self._now_and_then("accept"):
-                    self.ctx.log.warning("relay socket accept failed", error=str(exc))
-                self._stopping.wait(0.1)
-                continue
-            self._dispatch(conn)
+        def warn(error: str) -> None:
+            if self._now_and_then("accept"):
+                self.ctx.log.warning("relay socket accept failed", error=error)
+        accept_loop(listener, self._stopping, lambda conn, _peer: self._dispatch(conn), warn)
 
     def start(self) -> None:
         path = self.ctx.spool.socket_path

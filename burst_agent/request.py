@@ -84,6 +84,7 @@ class JobRequest:
     job_name: str | None = None
     account: str | None = None
     partition: str | None = None
+    qos: str | None = None  # Slurm QOS: may choose the priority tier (tiers.py)
     constraint: str | None = None
     workdir: str | None = None
     stdout: str | None = None

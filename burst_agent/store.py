@@ -1,5 +1,8 @@
 """Durable job records in SQLite (WAL): jobs, their state history, the upload cache and stage-out progress.
 
+The ledger's SQL (`SqlLedger`) is shared with the PostgreSQL backend (burst_agent/pgstore.py): a
+backend adds its connection, write lock, schema version and migrations; see `stores.open_store`.
+
 Durability: every public write is one transaction committed before the method returns, so the pipeline
 can rely on "persist, then do the side effect".  ``synchronous=FULL`` is the default: in WAL mode
 NORMAL already survives a process crash (SIGKILL), but may lose the last commits on power loss or a
@@ -15,17 +18,20 @@ lets them read while the daemon writes, and the busy timeout makes competing wri
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import fields
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, Self
 
+from burst_agent.billing import ActualCost, BillingSummary, JobCharge, total_by_job
 from burst_agent.ledger import DuplicateJob, UnknownJob
 from burst_agent.lifecycle import REMOTE_ACTIVE, TERMINAL, JobState, check_transition
 from burst_agent.record import (
@@ -43,13 +49,13 @@ from burst_agent.record import (
     encode_plan,
 )
 
-__all__ = ["DuplicateJob", "JobRecord", "JobStore", "StoreError", "UnknownJob"]
+__all__ = ["DuplicateJob", "JobRecord", "JobStore", "SqlLedger", "StoreError", "UnknownJob"]
 
 Clock = Callable[[], float]
 
 
 class StoreError(RuntimeError):
-    """The state database cannot be opened or has an unsupported schema."""
+    """The state database cannot be opened or reached, or has an unsupported schema."""
 
 
 # Migration N (index N-1) takes the schema from user_version N-1 to N.  Append only; never edit.
@@ -188,6 +194,37 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs DROP COLUMN submit_attempted_at;
     ALTER TABLE jobs DROP COLUMN stop_requested_at
     """,
+    # 6: capacity failover: which of the plan's hardware choices (0: the first) the remote job is on.
+    """
+    ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0
+    """,
+    # 7: Rescale's bill (burst_agent/billing.py): each job's charges per month, the workspace's summary.
+    """
+    CREATE TABLE actual_costs (
+        remote_job_id TEXT NOT NULL,
+        month TEXT NOT NULL,
+        project TEXT NOT NULL,
+        charge TEXT NOT NULL,
+        compute_charge TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        fetched_at REAL NOT NULL,
+        PRIMARY KEY (remote_job_id, month)
+    );
+    CREATE TABLE billing_summaries (
+        month TEXT PRIMARY KEY,
+        summary TEXT NOT NULL,
+        fetched_at REAL NOT NULL
+    )
+    """,
+    # 8: the leader's lease, PostgreSQL's (burst_agent/leadership.py); SQLite keeps it empty: one agent.
+    """
+    CREATE TABLE agent_leader (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
 )
 
 
@@ -196,7 +233,8 @@ _GROUPS: dict[str, tuple[type, dict[str, str]]] = {
     "origin": (Origin, {f: f for f in ("owner_uid", "owner_name", "scheduler_job_id", "array_task_id",
                                        "partition")}),
     "remote": (Remote, {"status": "remote_status", "reason": "remote_status_reason",
-                        "started_at": "remote_started_at", "finished_at": "remote_finished_at"}),
+                        "started_at": "remote_started_at", "finished_at": "remote_finished_at",
+                        "attempt": "attempt"}),
     "result": (Result, {"exit_code": "exit_code", "reason": "failure_reason"}),
     "progress": (Progress, {f: f for f in ("log_offset", "transfer_done", "transfer_total", "relay_log",
                                            "relay_log_offset", "delivered_at")}),
@@ -256,100 +294,105 @@ def new_job_id(now: float) -> str:
     return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
-class JobStore:
-    """The agent's durable ledger; see the module docstring for durability and threading."""
+class Connection(Protocol):
+    """What a transaction is handed: a sqlite3.Connection, or pgstore's adapter of a psycopg one."""
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        clock: Clock = time.time,
-        *,
-        synchronous: str = "FULL",
-        busy_timeout_ms: int = 10_000,
-    ) -> None:
-        if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
-            raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
-        self.path = Path(path)
-        self._clock = clock
-        self._lock = threading.RLock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Create the file private before SQLite does (the -wal/-shm files copy its mode).
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state database {self.path}: {exc}") from exc
-        try:
-            self._configure(synchronous.upper(), busy_timeout_ms)
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any: ...
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
 
-    # -- setup -------------------------------------------------------------------------------------
 
-    def _configure(self, synchronous: str, busy_timeout_ms: int) -> None:
-        mode = self._enable_wal(busy_timeout_ms / 1000)
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local filesystem")
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+def job_counts_sql(json_text: str) -> str:
+    """(scheduler, partition, state, count) rows; `json_text` is a backend's SqlLedger.JSON_TEXT."""
+    scheduler = json_text.format(column="plan", key="scheduler")
+    return (f"SELECT COALESCE({scheduler}, 'plain'), COALESCE(partition, ''), state, COUNT(*)"
+            " FROM jobs GROUP BY 1, 2, 3")
 
-    def _enable_wal(self, timeout_s: float) -> str:
-        """Switch to WAL, waiting out another process that is creating the same file. The first switch
-        needs an exclusive lock, and SQLite reports "locked" at once there (a possible deadlock) instead
-        of calling the busy handler: seen when the agent and `burst-agent status` start together."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+def count_rows(rows: Iterable[Sequence[Any]]) -> list[tuple[str, str, str, int]]:
+    return [(str(a), str(b), str(c), int(n)) for a, b, c, n in rows]
+
+
+class SqlLedger:
+    """Every ledger operation in the SQL that SQLite and PostgreSQL share (`?` marks, ON CONFLICT).
+
+    A backend sets JSON_TEXT (one JSON field as text) and INTEGRITY_ERRORS, and supplies the hooks
+    below: its connection, how a write transaction begins (its write lock: every write is one
+    transaction, so a future fencing check can join it), its schema version and migrations.
+    """
+
+    JSON_TEXT: ClassVar[str]
+    INTEGRITY_ERRORS: ClassVar[tuple[type[Exception], ...]]
+    where: str  # the database, for messages (a URL's password redacted)
+    _clock: Clock
+    _lock: threading.RLock
+    _in_tx = False
+
+    # -- what a backend supplies --------------------------------------------------------------------
+
+    def _connection(self) -> Connection:
+        raise NotImplementedError
+
+    def _begin(self) -> Connection:
+        """Begin a write transaction (taking the backend's write lock); the connection it runs on."""
+        raise NotImplementedError
+
+    def _read_version(self, conn: Connection) -> int:
+        raise NotImplementedError
+
+    def _write_version(self, conn: Connection, number: int) -> None:
+        raise NotImplementedError
+
+    def _migrations(self) -> list[tuple[int, str]]:
+        """(the schema version it brings, its script), oldest first."""
+        raise NotImplementedError
+
+    def job_counts_reader(self) -> Callable[[], list[tuple[str, str, str, int]]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- transactions, queries, migrations -----------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._lock:
+            conn = self._begin()
+            self._in_tx = True
             try:
-                return str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
+                yield conn
+            except BaseException:
+                self._rollback(conn)
+                raise
+            finally:
+                self._in_tx = False
+            conn.execute("COMMIT")
+
+    def _rollback(self, conn: Connection) -> None:
+        conn.execute("ROLLBACK")
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._connection().execute(sql, tuple(params)).fetchall())
 
     def _migrate(self) -> None:
         with self._tx() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
+            version, steps = self._read_version(conn), self._migrations()
+            if version > steps[-1][0]:
                 raise StoreError(
-                    f"{self.path}: schema version {version} is newer than this burst-agent "
-                    f"({len(MIGRATIONS)}); refusing to open it"
+                    f"{self.where}: schema version {version} is newer than this burst-agent "
+                    f"({steps[-1][0]}); refusing to open it"
                 )
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={number}")
+            for number, script in steps:
+                if number > version:
+                    for statement in filter(str.strip, script.split(";")):
+                        conn.execute(statement)
+                    self._write_version(conn, number)
 
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-
-    def pragma(self, name: str) -> Any:
-        """Read one PRAGMA (e.g. journal_mode) — for doctor and tests."""
-        if not name.isidentifier():
-            raise ValueError(f"not a pragma name: {name!r}")
-        with self._lock:
-            return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
+            return self._read_version(self._connection())
 
     # -- jobs: the operations the pipeline needs -----------------------------------------------------
 
@@ -361,12 +404,11 @@ class JobStore:
                **_encode("origin", origin), "state": JobState.RECEIVED.value, "entered_at": now,
                "created_at": now, "updated_at": now}
         names = ", ".join(row)
-        marks = ", ".join(f":{name}" for name in row)
         try:
             with self._tx() as conn:
-                conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", row)
+                conn.execute(f"INSERT INTO jobs ({names}) VALUES ({_marks(row)})", tuple(row.values()))
                 self._history(conn, row["id"], None, JobState.RECEIVED, "claimed from spool", now)
-        except sqlite3.IntegrityError as exc:
+        except self.INTEGRITY_ERRORS as exc:
             raise DuplicateJob(f"job for entry {entry!r} already recorded: {exc}") from exc
         return self._must_get(row["id"])
 
@@ -409,8 +451,8 @@ class JobStore:
         done = sorted(s.value for s in TERMINAL)
         with self._tx() as conn:
             conn.execute(
-                f"UPDATE jobs SET cancel_requested_at = ?, updated_at = ? WHERE id = ?"
-                f" AND cancel_requested_at IS NULL AND state NOT IN ({', '.join('?' * len(done))})",
+                "UPDATE jobs SET cancel_requested_at = ?, updated_at = ? WHERE id = ?"
+                f" AND cancel_requested_at IS NULL AND state NOT IN ({_marks(done)})",
                 (now, now, job_id, *done),
             )
             return self._must_get(job_id)
@@ -433,7 +475,7 @@ class JobStore:
         """All records (optionally only those in `states`, or with a remote job id), oldest first."""
         chosen = set(JobState) if states is None else {JobState(s) for s in states}
         wanted = sorted(s.value for s in chosen)
-        where = f"state IN ({', '.join('?' * len(wanted))})"
+        where = f"state IN ({_marks(wanted)})"
         if with_remote_id:
             where += " AND remote_job_id IS NOT NULL"
         rows = self._query(f"{_SELECT_JOBS} WHERE {where} ORDER BY created_at, id", wanted)
@@ -456,7 +498,7 @@ class JobStore:
         done = sorted(s.value for s in TERMINAL)
         rows = self._query(
             f"{_SELECT_JOBS} WHERE cancel_requested_at IS NOT NULL"
-            f" AND state NOT IN ({', '.join('?' * len(done))}) ORDER BY created_at, id",
+            f" AND state NOT IN ({_marks(done)}) ORDER BY created_at, id",
             done,
         )
         return [_record(r) for r in rows]
@@ -469,7 +511,7 @@ class JobStore:
         wanted = sorted(s.value for s in REMOTE_ACTIVE)
         rows = self._query(
             f"SELECT id, remote_job_id, state, remote_status FROM jobs WHERE state IN"
-            f" ({', '.join('?' * len(wanted))}) AND remote_job_id IS NOT NULL ORDER BY created_at, id",
+            f" ({_marks(wanted)}) AND remote_job_id IS NOT NULL ORDER BY created_at, id",
             wanted,
         )
         return [(r[0], r[1], JobState(r[2]), r[3]) for r in rows]
@@ -477,10 +519,10 @@ class JobStore:
     def relay_watch(self) -> list[tuple[str, str | None]]:
         """(id, scheduler_job_id) of non-terminal relay jobs nobody has asked to cancel (orphan check)."""
         done = sorted(s.value for s in TERMINAL)
+        delivery = self.JSON_TEXT.format(column="plan", key="delivery")
         rows = self._query(
             "SELECT id, scheduler_job_id FROM jobs WHERE cancel_requested_at IS NULL"
-            f" AND state NOT IN ({', '.join('?' * len(done))})"
-            " AND json_extract(plan, '$.delivery') = 'relay' ORDER BY created_at, id",
+            f" AND state NOT IN ({_marks(done)}) AND {delivery} = 'relay' ORDER BY created_at, id",
             done,
         )
         return [(r[0], r[1]) for r in rows]
@@ -505,14 +547,6 @@ class JobStore:
             counts[JobState(state)] = count
         return counts
 
-    def job_counts_reader(self) -> Callable[[], list[tuple[str, str, str, int]]]:
-        """A reader of (scheduler, partition, state, count) over its own short read-only connection.
-
-        A separate connection keeps metrics scrapes off the daemon's store lock; WAL lets it read while
-        the daemon writes; grouping in SQL keeps a scrape cheap however many finished jobs there are.
-        """
-        return job_counts_reader(self.path)
-
     # -- upload cache ------------------------------------------------------------------------------
 
     def cached_upload(self, content_hash: str) -> UploadRecord | None:
@@ -526,7 +560,9 @@ class JobStore:
         record = UploadRecord(content_hash, remote_file_id, int(size), self._clock())
         with self._tx() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)",
+                "INSERT INTO uploads (content_hash, remote_file_id, size, uploaded_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (content_hash) DO UPDATE SET remote_file_id = excluded.remote_file_id,"
+                " size = excluded.size, uploaded_at = excluded.uploaded_at",
                 (record.content_hash, record.remote_file_id, record.size, record.uploaded_at),
             )
         return record
@@ -542,21 +578,62 @@ class JobStore:
         """Store `value` under `key`; return what was stored before (None the first time)."""
         with self._tx() as conn:
             row = conn.execute("SELECT value FROM agent_meta WHERE key = ?", (key,)).fetchone()
-            conn.execute("INSERT OR REPLACE INTO agent_meta VALUES (?, ?)", (key, value))
+            conn.execute("INSERT INTO agent_meta (key, value) VALUES (?, ?)"
+                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
         return str(row[0]) if row else None
+
+    # -- Rescale's bill (billing.py) -----------------------------------------------------------------
+
+    def record_charges(self, charges: Iterable[JobCharge]) -> int:
+        """Store what Rescale billed each job per month; a month billed again replaces its figures."""
+        now = self._clock()
+        rows = [(c.remote_job_id, c.month, c.project, str(c.charge), str(c.compute), c.symbol, now)
+                for c in charges]
+        if rows:
+            with self._tx() as conn:
+                conn.executemany(
+                    "INSERT INTO actual_costs (remote_job_id, month, project, charge, compute_charge, symbol,"
+                    " fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (remote_job_id, month) DO UPDATE"
+                    " SET project = excluded.project, charge = excluded.charge, compute_charge ="
+                    " excluded.compute_charge, symbol = excluded.symbol, fetched_at = excluded.fetched_at",
+                    rows,
+                )
+        return len(rows)
+
+    def actual_costs(self) -> dict[str, ActualCost]:
+        """Remote job id -> what Rescale billed it so far, over every month recorded."""
+        rows = self._query("SELECT remote_job_id, month, project, charge, compute_charge, symbol"
+                           " FROM actual_costs ORDER BY remote_job_id, month")
+        return total_by_job(JobCharge(job, month, project, Decimal(charge), Decimal(compute), symbol)
+                            for job, month, project, charge, compute, symbol in rows)
+
+    def record_billing_summary(self, month: str, summary: Mapping[str, Any]) -> None:
+        """Keep the workspace billing summary of `month` (YYYY-MM) as Rescale answered it."""
+        row = (month, json.dumps(dict(summary)), self._clock())
+        with self._tx() as conn:
+            conn.execute("INSERT INTO billing_summaries (month, summary, fetched_at) VALUES (?, ?, ?)"
+                         " ON CONFLICT (month) DO UPDATE SET summary = excluded.summary,"
+                         " fetched_at = excluded.fetched_at", row)
+
+    def billing_summary(self, month: str) -> BillingSummary | None:
+        rows = self._query("SELECT month, summary, fetched_at FROM billing_summaries WHERE month = ?",
+                           (month,))
+        return BillingSummary(rows[0][0], json.loads(rows[0][1]), float(rows[0][2])) if rows else None
 
     # -- stage-out progress ------------------------------------------------------------------------
 
     def add_downloads(self, job_id: str, files: Iterable[tuple[str, str, int, str | None]]) -> int:
         """Record (remote_file_id, relative_path, size, md5) as pending; known ones kept; returns # new."""
+        rows = [(job_id, fid, rel, int(size), md5) for fid, rel, size, md5 in files]
+        if not rows:
+            return 0
         with self._tx() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO downloads (job_id, remote_file_id, relative_path, size, md5)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(job_id, fid, rel, int(size), md5) for fid, rel, size, md5 in files],
+            cur = conn.executemany(
+                "INSERT INTO downloads (job_id, remote_file_id, relative_path, size, md5)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                rows,
             )
-            return conn.total_changes - before
+            return int(cur.rowcount)  # both drivers sum it over the rows
 
     def downloads(self, job_id: str, *, pending_only: bool = False) -> list[DownloadRecord]:
         sql = "SELECT job_id, remote_file_id, relative_path, size, md5, state = 'done' FROM downloads"
@@ -575,11 +652,7 @@ class JobStore:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> JobStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -593,19 +666,18 @@ class JobStore:
         if unknown:
             raise ValueError(f"not updatable job fields: {', '.join(unknown)}")
 
-    @staticmethod
-    def _update(conn: sqlite3.Connection, job_id: str, columns: Mapping[str, Any], now: float) -> int:
+    def _update(self, conn: Connection, job_id: str, columns: Mapping[str, Any], now: float) -> int:
         row = {**columns, "updated_at": now}
-        assignments = ", ".join(f"{name} = :{name}" for name in row)
+        assignments = ", ".join(f"{name} = ?" for name in row)
         try:
-            cur = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = :_id", {**row, "_id": job_id})
-        except sqlite3.IntegrityError as exc:
+            cur = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*row.values(), job_id))
+        except self.INTEGRITY_ERRORS as exc:
             raise DuplicateJob(f"job {job_id}: {exc}") from exc
-        return cur.rowcount
+        return int(cur.rowcount)
 
     @staticmethod
     def _history(
-        conn: sqlite3.Connection, job_id: str, old: JobState | None, new: JobState, reason: str, now: float
+        conn: Connection, job_id: str, old: JobState | None, new: JobState, reason: str, now: float
     ) -> None:
         conn.execute(
             "INSERT INTO transitions (job_id, from_state, to_state, reason, at) VALUES (?, ?, ?, ?, ?)",
@@ -629,20 +701,114 @@ class JobStore:
         return record
 
 
-_JOB_COUNTS_SQL = """
-    SELECT COALESCE(json_extract(plan, '$.scheduler'), 'plain'), COALESCE(partition, ''), state, COUNT(*)
-    FROM jobs GROUP BY 1, 2, 3
-"""
+def _marks(values: Sized) -> str:
+    return ", ".join("?" * len(values))
+
+
+class JobStore(SqlLedger):
+    """The agent's durable ledger in SQLite; see the module docstring for durability and threading."""
+
+    JSON_TEXT = "json_extract({column}, '$.{key}')"
+    INTEGRITY_ERRORS = (sqlite3.IntegrityError,)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        clock: Clock = time.time,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+            raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = Path(path)
+        self.where = str(self.path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Create the file private before SQLite does (the -wal/-shm files copy its mode).
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open state database {self.path}: {exc}") from exc
+        try:
+            self._configure(synchronous.upper(), busy_timeout_ms)
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- setup -------------------------------------------------------------------------------------
+
+    def _configure(self, synchronous: str, busy_timeout_ms: int) -> None:
+        mode = self._enable_wal(busy_timeout_ms / 1000)
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local filesystem")
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+
+    def _enable_wal(self, timeout_s: float) -> str:
+        """Switch to WAL, waiting out another process that is creating the same file. The first switch
+        needs an exclusive lock, and SQLite reports "locked" at once there (a possible deadlock) instead
+        of calling the busy handler: seen when the agent and `burst-agent status` start together."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    def _begin(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")  # the write lock at once: no upgrade deadlock with a reader
+        return self._conn
+
+    def _read_version(self, conn: Connection) -> int:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _write_version(self, conn: Connection, number: int) -> None:
+        conn.execute(f"PRAGMA user_version={int(number)}")
+
+    def _migrations(self) -> list[tuple[int, str]]:
+        return list(enumerate(MIGRATIONS, start=1))
+
+    def pragma(self, name: str) -> Any:
+        """Read one PRAGMA (e.g. journal_mode) — for doctor and tests."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        with self._lock:
+            return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+    def job_counts_reader(self) -> Callable[[], list[tuple[str, str, str, int]]]:
+        """A reader of (scheduler, partition, state, count) over its own short read-only connection.
+
+        A separate connection keeps metrics scrapes off the daemon's store lock; WAL lets it read while
+        the daemon writes; grouping in SQL keeps a scrape cheap however many finished jobs there are.
+        """
+        return job_counts_reader(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
 
 def job_counts_reader(db_path: str | os.PathLike[str]) -> Callable[[], list[tuple[str, str, str, int]]]:
     """(scheduler, partition, state, count) rows of a state database, read-only (see JobStore)."""
     uri = Path(db_path).resolve().as_uri() + "?mode=ro"
+    sql = job_counts_sql(JobStore.JSON_TEXT)
 
     def read() -> list[tuple[str, str, str, int]]:
         conn = sqlite3.connect(uri, uri=True, timeout=5.0)
         try:
-            return [(str(a), str(b), str(c), int(n)) for a, b, c, n in conn.execute(_JOB_COUNTS_SQL)]
+            return count_rows(conn.execute(sql))
         finally:
             conn.close()
 

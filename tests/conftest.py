@@ -1,13 +1,19 @@
-"""Shared fixtures: the Rescale emulator in-process (`emulator`) or as a real CLI subprocess."""
+"""Shared fixtures: the Rescale emulator in-process (`emulator`) or as a real CLI subprocess; state
+locations for both store backends (`state_location`, `postgres_url`); this machine's real Slurm out of
+reach of every test but tests/slurm (`_no_real_slurm`)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pgkit
 import pytest
 import requests
+from emukit import FAST_STEP, TEST_TOKEN
 
 from burst_agent.rescale.emulator import (
     EmulatorHandle,
@@ -16,8 +22,29 @@ from burst_agent.rescale.emulator import (
     start_emulator,
 )
 
-TEST_TOKEN = "emulator-test-token-0123456789"
-FAST_STEP = 0.05
+SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "sacct", "sacctmgr", "sreport", "sinfo")
+STUB = "#!/bin/sh\necho \"$(basename \"$0\"): not for this test (tests/conftest.py)\" >&2\nexit 1\n"
+
+
+@pytest.fixture(scope="session")
+def _slurm_stubs(tmp_path_factory) -> Path:
+    stubs = tmp_path_factory.mktemp("no-slurm")
+    for name in SLURM_COMMANDS:
+        (stubs / name).write_text(STUB)
+        (stubs / name).chmod(0o755)
+    return stubs
+
+
+@pytest.fixture(autouse=True)
+def _no_real_slurm(request, monkeypatch, _slurm_stubs) -> None:
+    """CI runs tests/slurm on this machine's real Slurm beside the other tests: their relays (as root,
+    with made-up SLURM_JOB_IDs) and agents must not write another test's job record with sacctmgr,
+    nor read squeue. Outside tests/slurm, Slurm's commands are stubs that fail, as on a host without
+    Slurm."""
+    if "slurm" not in Path(str(request.node.path)).parts:
+        monkeypatch.setenv("PATH", f"{_slurm_stubs}:{os.environ.get('PATH', '')}")
+
+
 
 
 @pytest.fixture
@@ -49,6 +76,21 @@ def auth(emulator) -> dict[str, str]:
 def api(emulator) -> str:
     """The API root URL, e.g. http://127.0.0.1:PORT/api/v2/."""
     return f"{emulator.url}/api/v2/"
+
+
+@pytest.fixture
+def rescale_client(emulator) -> Iterator[Any]:
+    """A RescaleClient on the emulator: two retries without sleeping, no client-side rate limits."""
+    from burst_agent.config import RateLimits
+    from burst_agent.rescale.client import RescaleClient
+    from burst_agent.rescale.ratelimit import RateBudgets
+    from burst_agent.rescale.retry import RetryPolicy
+    from burst_agent.secret import Token
+
+    retry = RetryPolicy(max_retries=2, sleep=lambda s: None)
+    with RescaleClient(emulator.url, Token(emulator.token), retry=retry,
+                       budgets=RateBudgets(RateLimits(enabled=False))) as client:
+        yield client
 
 
 @pytest.fixture
@@ -112,3 +154,24 @@ def wait_status(api, auth) -> Callable[..., dict[str, Any]]:
         raise AssertionError(f"job {job_id} never reached {status!r}")
 
     return _wait
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """The PostgreSQL databases a test made (pgkit) go when it ends."""
+    yield
+    pgkit.drop_databases()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh, empty PostgreSQL database's URL (CI's cluster, else one started for this run)."""
+    return pgkit.server().new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_location(request, tmp_path) -> Path | str:
+    """Where a test's store lives, once per backend: a SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "agent.db"
+    return request.getfixturevalue("postgres_url")

@@ -9,7 +9,7 @@ import sys
 import time
 
 from burst_agent.commands.common import add_config_argument, agent_unreachable, ask_agent, load, reads_store
-from burst_agent.config import Config
+from burst_agent.config import Config, StateLocation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,11 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "status), or your scheduler job id")
 
 
-def _in_store(state_db: str, ref: str) -> tuple[str, str, bool] | None:
+def _in_store(state_db: StateLocation, ref: str) -> tuple[str, str, bool] | None:
+    from burst_agent.ledger import UnknownJob
     from burst_agent.pipeline.cancel import request_cancel
-    from burst_agent.store import JobStore, UnknownJob
+    from burst_agent.stores import open_store
 
-    with JobStore(state_db) as store:
+    with open_store(state_db) as store:
         try:
             job = request_cancel(store, ref, time.time())
         except UnknownJob:
@@ -38,6 +39,8 @@ def _over_socket(config: Config, ref: str) -> tuple[str, str, bool] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from burst_agent.store import StoreError
+
     config = load(args)
     local = reads_store(config)
     try:
@@ -45,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
             _over_socket(config, args.job)
     except OSError as exc:
         return agent_unreachable("cancel", config, exc)
+    except StoreError as exc:  # e.g. a PostgreSQL server that does not answer
+        print(f"burst-agent cancel: {exc}", file=sys.stderr)
+        return 1
     if found is None:
         where = config.agent.state_db if local else "the jobs you own"
         print(f"burst-agent cancel: no job {args.job!r} in {where}", file=sys.stderr)

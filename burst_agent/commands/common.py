@@ -38,10 +38,13 @@ def load(args: argparse.Namespace) -> Config:
 
 def reads_store(config: Config) -> bool:
     """Whether this process may open the agent's database itself (the agent's user, root); others ask
-    the agent through its socket."""
+    the agent through its socket. A PostgreSQL store: root and the spool's owner (the agent's user)."""
     import os
 
-    db = Path(config.agent.state_db)
+    db = config.agent.state_db
+    if not isinstance(db, Path):
+        spool = Path(config.agent.spool_dir)
+        return os.geteuid() == 0 or (spool.exists() and spool.stat().st_uid == os.geteuid())
     here = os.access(db.parent, os.W_OK | os.X_OK)
     return here and (os.access(db, os.R_OK | os.W_OK) if db.exists() else True)
 

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("CODE", "NAME", "CORES", "MB/CORE", "$/CORE-H", "DEPRECATED")
+# $/CORE-H: `price` (the on-demand-priority tier); ECONOMY: `lowPriorityPrice` (on-demand-economy).
+COLUMNS = ("CODE", "NAME", "CORES", "MB/CORE", "$/CORE-H", "ECONOMY", "DEPRECATED")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,8 @@ def format_table(items: list[dict[str, Any]]) -> str:
 
     rows = [
         (ct.code, ct.name, ",".join(map(str, ct.cores)), str(ct.memory_mb_per_core),
-         str(ct.price_per_core_hour), "yes" if ct.is_deprecated else "no")
+         str(ct.price_per_core_hour), str(ct.price("lowPriorityPrice") or "-"),
+         "yes" if ct.is_deprecated else "no")
         for ct in sorted((Coretype.from_api(i) for i in items), key=lambda c: c.code)
     ]
     return render(COLUMNS, rows)

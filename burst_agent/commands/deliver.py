@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from burst_agent.commands.relay import DEFAULT_SPOOL
+from burst_agent.commands.relay import DEFAULT_SPOOL, add_agent_argument, agents_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spool", type=Path, default=DEFAULT_SPOOL, help=f"default {DEFAULT_SPOOL}")
     parser.add_argument("--detach", action="store_true",
                         help="return at once and deliver from a process in a session of its own (the epilog)")
+    add_agent_argument(parser)
 
 
 def detached() -> bool:
@@ -38,6 +39,7 @@ def detached() -> bool:
 def run(args: argparse.Namespace) -> int:
     from burst_agent.relay import run_delivery
 
+    agents = agents_of(args)
     if args.detach and not detached():
         return 0
-    return run_delivery(args.spool, args.job)
+    return run_delivery(args.spool, args.job, agents=agents)

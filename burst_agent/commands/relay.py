@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from burst_agent.relayaddr import AgentAddress
 
 DEFAULT_SPOOL = Path("/var/spool/burst-agent")
 
@@ -13,6 +18,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request", type=Path, required=True,
                         help="the scheduler's merged request (JSON, docs/translation.md)")
     parser.add_argument("--spool", type=Path, default=DEFAULT_SPOOL, help=f"default {DEFAULT_SPOOL}")
+    add_agent_argument(parser)
+
+
+def add_agent_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--agent", metavar="HOST:PORT[,HOST:PORT...]", default=None,
+                        help="reach the agent over TCP with MUNGE, trying each address in turn (default: the"
+                             " addresses in <spool>/agents if that file exists, else <spool>/agent.sock)")
+
+
+def agents_of(args: argparse.Namespace) -> tuple[AgentAddress, ...]:
+    """The agent addresses of --agent or <spool>/agents; a bad list or file exits 2 with why."""
+    from burst_agent.relaynet import agent_addresses
+
+    try:
+        return agent_addresses(args.agent, args.spool)
+    except (OSError, ValueError) as exc:
+        print(f"burst-agent: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,4 +48,4 @@ def run(args: argparse.Namespace) -> int:
         staging = load_config_file(None).staging
     except (ConfigError, OSError):
         staging = StagingConfig()
-    return run_relay(args.script, args.request, args.spool, staging)
+    return run_relay(args.script, args.request, args.spool, staging, agents_of(args))

@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "API, cached, which needs the API token",
     )
     parser.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="JSON of GET /api/v2/billing/computeprices/, for a priority tier priced from a plan "
+        "(translate.priority_tiers.plan_prices); default with such a tier: ask the configured API, cached",
+    )
+    parser.add_argument(
         "--request",
         type=Path,
         metavar="FILE",
@@ -50,12 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _cache_path(url: str) -> Path:
+def _cache_path(url: str, kind: str = "coretypes") -> Path:
     import hashlib
     import os
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "burst-agent" / f"coretypes-{hashlib.sha256(url.encode()).hexdigest()[:16]}.json"
+    return base / "burst-agent" / f"{kind}-{hashlib.sha256(url.encode()).hexdigest()[:16]}.json"
 
 
 def _read_cache(path: Path) -> list[dict[str, Any]] | None:
@@ -84,21 +91,23 @@ def _write_cache(path: Path, items: list[dict[str, Any]]) -> None:
         pass  # a cache that cannot be written only costs a later API call
 
 
-def fetch_catalogue(api: Any) -> list[dict[str, Any]]:
-    """GET /api/v2/coretypes/ from the configured API, cached for a day per API URL."""
+def fetch_catalogue(api: Any, kind: str = "coretypes") -> list[dict[str, Any]]:
+    """GET /api/v2/coretypes/ (or, kind "computeprices", /billing/computeprices/) from the configured API,
+    cached for a day per API URL."""
     from burst_agent.rescale.client import RescaleClient
     from burst_agent.secret import TokenError, TokenSource, load_token
 
-    path = _cache_path(api.url)
+    path = _cache_path(api.url, kind)
     cached = _read_cache(path)
     if cached is not None:
         return cached
     try:
         token = load_token(TokenSource(api.token_credential, api.token_file, api.token_env))
     except TokenError as exc:
-        raise TokenError(f"cannot fetch the coretype catalogue: {exc}; {NO_TOKEN_HELP}") from exc
+        what = "coretype catalogue" if kind == "coretypes" else "compute prices"
+        raise TokenError(f"cannot fetch the {what}: {exc}; {NO_TOKEN_HELP}") from exc
     with RescaleClient.from_config(api, token) as client:
-        items = client.list_coretypes()
+        items = client.list_coretypes() if kind == "coretypes" else client.compute_prices()
     _write_cache(path, items)
     return items
 
@@ -168,7 +177,12 @@ def run(args: argparse.Namespace) -> int:
             data = _read_json(args.coretypes, CORETYPES_MAX_BYTES)
         else:
             data = fetch_catalogue(config.api)
-        catalogue = load_catalogue(data)
+        prices = None
+        if args.prices:
+            prices = _read_json(args.prices, CORETYPES_MAX_BYTES)
+        elif config.translate.priority_tiers.plan_prices and not args.coretypes:
+            prices = fetch_catalogue(config.api, "computeprices")
+        catalogue = load_catalogue(data, prices)
     except (ConfigError, CatalogueError, TokenError, RescaleError, ValueError) as exc:
         print(f"burst-agent translate: {exc}", file=sys.stderr)
         return 1

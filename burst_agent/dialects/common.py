@@ -221,6 +221,7 @@ def resolve(raw: Raw, *, omp_from_cpus: bool) -> JobRequest:
         job_name=raw.get("job_name"),
         account=raw.get("account"),
         partition=raw.get("partition"),
+        qos=raw.get("qos"),
         constraint=raw.get("constraint"),
         workdir=raw.get("workdir"),
         stdout=raw.get("stdout"),

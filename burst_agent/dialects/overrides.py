@@ -83,6 +83,7 @@ REQUEST_FILE_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "job_name": ("job_name", _str_field),
     "account": ("account", _str_field),
     "partition": ("partition", _str_field),
+    "qos": ("qos", _str_field),
     "constraint": ("constraint", _str_field),
     "workdir": ("workdir", _str_field),
     "stdout": ("stdout", _str_field),

@@ -39,8 +39,19 @@ class Dialect:
     array_task_vars: tuple[str, ...] = ()
     array_job_var: str | None = None
     job_name_var: str | None = None
+    account_var: str | None = None  # the account the scheduler charged (its default too)
+    qos_var: str | None = None  # the job's QOS (the association's default too)
     workdir_var: str | None = None
     # Commands the relay runs as the job's owner: cancel its own job (the job id is appended), show the
     # remote job in the scheduler's record ({job_id} and {text} filled in). None: the scheduler has none.
     self_cancel: tuple[str, ...] | None = None
-    show_shape: tuple[str, ...] | None = None
+    # The job's record of its remote life (schedrecord): set while the job lives, and kept in the
+    # accounting database once it has ended; both run as the job's owner.
+    show_record: tuple[str, ...] | None = None
+    keep_record: tuple[str, ...] | None = None
+    # Requeue (burst_agent/requeue.py): how many times the job was requeued before this run, the
+    # count now ({job_id}; its output matched by `restarts_pattern`), and the job's state (squeue).
+    restart_var: str | None = None
+    restarts_query: tuple[str, ...] | None = None
+    restarts_pattern: str = ""
+    state_query: tuple[str, ...] | None = None

@@ -34,10 +34,21 @@ SLURM = Dialect(
     array_task_vars=("SLURM_ARRAY_TASK_ID",),
     array_job_var="SLURM_ARRAY_JOB_ID",
     job_name_var="SLURM_JOB_NAME",
+    account_var="SLURM_JOB_ACCOUNT",
+    qos_var="SLURM_JOB_QOS",
     workdir_var="SLURM_SUBMIT_DIR",
     self_cancel=("scancel",),
-    # `squeue -o "%.8i %.10T %k"` shows it; the job's owner may set its own job's Comment.
-    show_shape=("scontrol", "update", "JobId={job_id}", "Comment={text}"),
+    # `squeue -o "%.8i %.10T %k"` and `sacct -o Comment` show it: the job's owner may set its own
+    # job's Comment, with scontrol while it lives and with sacctmgr in the database once it has ended.
+    # scontrol takes an array task as 41_3 (its raw id may be the whole array's); sacctmgr the raw id.
+    show_record=("scontrol", "update", "JobId={job_ref}", "Comment={text}"),
+    keep_record=("sacctmgr", "-i", "modify", "job", "where", "JobID={job_id}", "set", "Comment={text}"),
+    # A requeued job runs again with SLURM_RESTART_COUNT one higher; while its run is being ended for
+    # the requeue, `scontrol show job` already says Restarts=N+1 (a scancel leaves it at N).
+    restart_var="SLURM_RESTART_COUNT",
+    restarts_query=("scontrol", "show", "job", "-o", "{job_id}"),
+    restarts_pattern=r"\bRestarts=(\d+)\b",
+    state_query=("squeue", "-h", "-j", "{job_id}", "-o", "%T"),
 )
 
 PBS = Dialect(
@@ -66,9 +77,10 @@ PBS = Dialect(
     array_task_vars=("PBS_ARRAY_INDEX", "PBS_ARRAYID"),  # PBS Pro, then Torque
     array_job_var="PBS_ARRAY_ID",
     job_name_var="PBS_JOBNAME",
+    account_var="PBS_ACCOUNT",
     workdir_var="PBS_O_WORKDIR",
     self_cancel=("qdel",),
-    # No show_shape: PBS lets only operators set a job's comment.
+    # No show_record: PBS lets only operators set a job's comment.
 )
 
 PLAIN = Dialect(name="plain", default_stdout="output.log")

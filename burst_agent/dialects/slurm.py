@@ -48,7 +48,7 @@ OPTIONS: dict[str, tuple[str | None, str, str, str]] = {
     "nodelist": ("w", REQUIRED, "warn", "host lists: " + _PLACEMENT),
     "exclude": ("x", REQUIRED, "warn", "host lists: " + _PLACEMENT),
     "nodefile": ("F", REQUIRED, "warn", "host lists: " + _PLACEMENT),
-    "qos": ("q", REQUIRED, "warn", "QOS is " + _SCHEDULING),
+    "qos": ("q", REQUIRED, "text", "qos"),
     "reservation": (None, REQUIRED, "warn", "reservations are " + _SCHEDULING),
     "begin": ("b", REQUIRED, "warn", "start times are " + _SCHEDULING),
     "deadline": (None, REQUIRED, "warn", "deadlines are " + _SCHEDULING),

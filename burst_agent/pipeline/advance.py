@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from burst_agent.lifecycle import REMOTE_ACTIVE, JobState
-from burst_agent.pipeline import corecap
+from burst_agent.pipeline import corecap, failover, spendcap
 from burst_agent.pipeline.cancel import cancel_step
 from burst_agent.pipeline.collect import collect
 from burst_agent.pipeline.context import Context
+from burst_agent.pipeline.hold import hold
 from burst_agent.pipeline.intake import translate_job
 from burst_agent.pipeline.submit import assign_project, create, stage_inputs, submit, tag
 from burst_agent.record import JobRecord
@@ -22,7 +23,15 @@ def _stage(ctx: Context, job: JobRecord) -> JobRecord:
 
 
 def _admit(ctx: Context, job: JobRecord) -> JobRecord:
-    return corecap.admit(ctx, job, create)
+    job = failover.for_new_job(ctx, job)  # its attempt is stored by the CREATING transition
+    held = spendcap.held_for_spend(ctx, job)  # the account's monthly budget, protected mode, cloud cores
+    if held is None and not ctx.protection.may_create(ctx.clock()):
+        held = hold(ctx, job, ctx.protection.reason(), "protected mode: held before create")
+    return held if held is not None else corecap.admit(ctx, job, create)
+
+
+def _collect(ctx: Context, job: JobRecord) -> JobRecord:
+    return failover.rerouted(ctx, job) or collect(ctx, job)
 
 
 # The agent's own work per state. The remote-active states move only when the watch sees Rescale move
@@ -38,7 +47,7 @@ STEPS: dict[JobState, Step] = {
     JobState.TAGGED: assign_project,
     JobState.PROJECT_SET: submit,
     JobState.SUBMITTING: submit,
-    JobState.STAGING_OUT: collect,
+    JobState.STAGING_OUT: _collect,
 }
 ACTIONABLE: frozenset[JobState] = frozenset(STEPS)
 
@@ -58,6 +67,6 @@ def advance(
         if step is None or not may_step(job):
             return job
         job = step(ctx, job)
-        if corecap.waiting(job):  # held under agent.max_cloud_cores: the next dispatch asks again
+        if corecap.waiting(job):  # held (cloud cores, spent budget): the next dispatch asks again
             return job
     return job

@@ -171,11 +171,25 @@ def _control_files(files: list[Any], outcome: _Outcome) -> dict[str, RemoteFile]
     return control
 
 
-def _exit_code(ctx: Context, remote: RemoteFile | None) -> int | None:
+# Exit codes read by a stage-out pass that did not end (a spent budget, a file to retry), by (job id,
+# file id, md5): the next pass does not spend a request on it again. Forgotten when the job ends.
+_EXIT_CODES: dict[tuple[str, str, str], int | None] = {}
+
+
+def _exit_code(ctx: Context, job: JobRecord, remote: RemoteFile | None) -> int | None:
     if remote is None:
         return None
-    match = _EXIT_CODE.fullmatch(fetch_small(ctx, remote))
-    return int(match.group(1)) if match and int(match.group(1)) <= 255 else None
+    key = (job.id, remote.file_id, remote.md5)
+    if key not in _EXIT_CODES:
+        match = _EXIT_CODE.fullmatch(fetch_small(ctx, remote))
+        _EXIT_CODES[key] = int(match.group(1)) if match and int(match.group(1)) <= 255 else None
+    return _EXIT_CODES[key]
+
+
+def _forget(job_id: str) -> None:
+    FAILURES.forget(job_id)
+    for key in [k for k in _EXIT_CODES if k[0] == job_id]:
+        del _EXIT_CODES[key]
 
 
 def _finish_log(ctx: Context, job: JobRecord, remote: RemoteFile | None) -> JobRecord:
@@ -245,8 +259,10 @@ def _download(ctx: Context, job: JobRecord, files: list[Any], outcome: _Outcome)
                 failpoints.hit("download.midway")
 
         started = time.monotonic()
+        staging = ctx.config.staging
         result = ctx.client.download_file(
-            item.file_id, dest, expected_md5=item.md5, expected_size=item.size, progress=progress
+            item.file_id, dest, expected_md5=item.md5, expected_size=item.size, progress=progress,
+            range_connections=staging.range_connections, range_min_bytes=staging.range_min_bytes,
         )
         ctx.metrics.transferred("download", result.size - result.resumed_from, time.monotonic() - started)
 
@@ -344,17 +360,17 @@ def collect(ctx: Context, job: JobRecord) -> JobRecord:
     files: list[Any] = []
     ended = ended_if_gone(ctx, job, lambda: files.extend(ctx.client.iter_job_files(remote_id)))
     if ended is not None:
-        FAILURES.forget(job.id)
+        _forget(job.id)
         return ended
     outcome = _Outcome(job.id)
     control = _control_files(files, outcome)
-    exit_code = outcome.run(EXIT_CODE_FILE, lambda: _exit_code(ctx, control.get(EXIT_CODE_FILE)), None)
+    exit_code = outcome.run(EXIT_CODE_FILE, lambda: _exit_code(ctx, job, control.get(EXIT_CODE_FILE)), None)
     job = outcome.run(REMOTE_LOG, lambda: _finish_log(ctx, job, control.get(REMOTE_LOG)), job)
     pull = job.cancel_requested_at is None or ctx.config.staging.pull_outputs_on_cancel
     report = _download(ctx, job, files, outcome) if pull else StageOutReport()
     if outcome.retry:
         raise StageOutIncomplete(_names(outcome.retry))
-    FAILURES.forget(job.id)
+    _forget(job.id)
     state, reason, reason_class = final_state(job.cancel_requested_at is not None, job.remote.reason,
                                               exit_code)
     reason = "; ".join(filter(None, [reason, *_report(ctx, job, outcome)])) or None

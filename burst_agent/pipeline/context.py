@@ -14,6 +14,8 @@ from burst_agent.ledger import JobLedger
 from burst_agent.lifecycle import JobState
 from burst_agent.metrics import Metrics
 from burst_agent.model import Coretype
+from burst_agent.pipeline.cooldown import Cooldown
+from burst_agent.pipeline.protect import Protection
 from burst_agent.record import JobRecord, Result, StateChange
 from burst_agent.rescale.client import RescaleClient
 from burst_agent.spool import Spool
@@ -27,6 +29,8 @@ class Catalogue:
     """The coretype catalogue, fetched once and refreshed hourly (a failed refresh keeps the old one)."""
 
     fetch: Callable[[], list[dict[str, Any]]]
+    # GET /billing/computeprices/, fetched with it when a priority tier is priced from a plan.
+    fetch_prices: Callable[[], list[dict[str, Any]]] | None = None
     clock: Callable[[], float] = time.monotonic
     _items: list[Coretype] | None = None
     _fetched_at: float = 0.0
@@ -37,7 +41,8 @@ class Catalogue:
             stale = self._items is None or self.clock() - self._fetched_at > CATALOGUE_TTL_S
             if stale:
                 try:
-                    self._items = load_catalogue(self.fetch())
+                    prices = self.fetch_prices() if self.fetch_prices is not None else None
+                    self._items = load_catalogue(self.fetch(), prices)
                     self._fetched_at = self.clock()
                 except Exception:
                     if self._items is None:
@@ -58,6 +63,8 @@ class Context:
     log: Any
     clock: Callable[[], float] = time.time
     metrics: Metrics = field(default_factory=Metrics)
+    protection: Protection = field(default_factory=Protection)  # the agent's protected mode
+    cooldown: Cooldown = field(default_factory=Cooldown)  # coretypes skipped after capacity failures
 
     subscribers: list[Callable[[StateChange], None]] = field(default_factory=list)
 

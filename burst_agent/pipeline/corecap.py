@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 from burst_agent.ledger import JobLedger
 from burst_agent.lifecycle import HOLDS_CORES, JobState
-from burst_agent.pipeline.collect import append_log
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.errors import PermanentJobError
-from burst_agent.record import JobRecord, Result, plan_of
+from burst_agent.pipeline.hold import hold, leave_hold
+from burst_agent.record import JobRecord, plan_or_none
 
 Step = Callable[[Context, JobRecord], JobRecord]
 
@@ -42,13 +42,14 @@ SNAPSHOT_TTL_S = 1.0
 
 def provisioned_cores(job: JobRecord) -> int:
     """coresPerSlot x slots of each analysis in the body sent to Rescale (the plan's shape if none)."""
-    if job.plan is None:
+    plan = plan_or_none(job)
+    if plan is None:
         return 0
     total = 0
-    for analysis in job.plan.body.get("jobanalyses") or []:
+    for analysis in plan.body.get("jobanalyses") or []:
         hardware = analysis.get("hardware") or {}
         total += int(hardware.get("coresPerSlot") or 0) * int(hardware.get("slots") or 1)
-    return total or job.plan.cores
+    return total or plan.cores
 
 
 def holds_cores(job: JobRecord) -> bool:
@@ -193,7 +194,7 @@ def admit(ctx: Context, job: JobRecord, create: Step) -> JobRecord:
     """Run `create` if the job's cores fit under agent.max_cloud_cores now; else hold the job."""
     cap = ctx.config.agent.max_cloud_cores
     if cap is None:  # no cap (perhaps since a reload): nothing to count
-        return create(ctx, _leave_hold(ctx, job))
+        return create(ctx, leave_hold(ctx, job))
     gate = gate_for(ctx.store)
     decision = gate.try_reserve(job, cap)
     if decision.too_big:
@@ -201,29 +202,11 @@ def admit(ctx: Context, job: JobRecord, create: Step) -> JobRecord:
     if not decision.admit:
         return _hold(ctx, job, decision)
     try:
-        return create(ctx, _leave_hold(ctx, job))
+        return create(ctx, leave_hold(ctx, job))
     finally:
         gate.release(job.id)
 
 
 def _hold(ctx: Context, job: JobRecord, decision: Decision) -> JobRecord:
-    """STAGED -> HELD with why (the reason is updated when the numbers change); tell the user once."""
-    reason = waiting_reason(decision)
-    if job.state is JobState.HELD:
-        return job if job.result.reason == reason else ctx.store.record_reason(job.id, reason)
-    job = ctx.transition(job, JobState.HELD, reason, result=Result(None, reason))
-    log = ctx.job_log(job)
-    log.info("waiting for cloud cores", needs=decision.needs, in_use=decision.in_use,
-             ahead=decision.ahead, cap=decision.cap)
-    try:
-        append_log(plan_of(job).stdout_path, f"burst-agent: {reason}\n".encode())
-    except OSError as exc:  # said once or not at all: the record still shows the wait
-        log.warning("cannot write to the job's output file", error=str(exc))
-    return job
-
-
-def _leave_hold(ctx: Context, job: JobRecord) -> JobRecord:
-    if job.state is not JobState.HELD:
-        return job
-    ctx.job_log(job).info("cloud cores free: creating", waited_s=round(ctx.clock() - job.entered_at, 1))
-    return ctx.store.record_reason(job.id, None)
+    return hold(ctx, job, waiting_reason(decision), "waiting for cloud cores", needs=decision.needs,
+                in_use=decision.in_use, ahead=decision.ahead, cap=decision.cap)

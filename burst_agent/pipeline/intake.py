@@ -125,7 +125,8 @@ def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
         facts = facts_of(ctx.spool.load(job.entry), ctx.spool)
         plan, warnings = decide(facts, catalogue, ctx.config.translate, reconcile_key=job.reconcile_key,
                                 projects=ctx.config.agent.projects,
-                                keep_outputs=ctx.config.staging.keep_outputs_on_rescale)
+                                keep_outputs=ctx.config.staging.keep_outputs_on_rescale,
+                                fallbacks=ctx.config.failover.fallbacks)
     except (TranslateError, EntryRejected, ValueError, TypeError, ArithmeticError, RecursionError) as exc:
         # Translation is pure: what fails now fails on every retry, so the job fails with the reason.
         reason = _rejection(job.entry, exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from burst_agent.config import AgentConfig
+from burst_agent.config import AgentConfig, Config
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.cancel import end_vanished, remote_gone
 from burst_agent.pipeline.collect import append_log
@@ -14,6 +14,20 @@ from burst_agent.pipeline.tailplan import TailPlan, TailPolicy
 from burst_agent.pipeline.watch import Claim
 from burst_agent.record import JobRecord, plan_of
 from burst_agent.rescale.errors import NotFoundError
+from burst_agent.rescale.ratelimit import BudgetExhausted
+
+# However few jobs execute, the budget lets this many print at the minimum interval.
+FLOOR_PRINTERS = 10
+
+
+def tail_budget_per_hour(config: Config, executing: int) -> float:
+    """Tails an hour: the share of the jobs-usage scope's target rate, and no more than the per-job
+    cap times the executing jobs (never below FLOOR_PRINTERS jobs tailed at the minimum interval)."""
+    agent, limits = config.agent, config.api.rate_limits
+    share = agent.log_tail_budget_share * limits.jobs_usage_per_hour * limits.target_fraction
+    per_jobs = 60.0 * agent.log_tail_calls_per_job_per_min * executing
+    floor = FLOOR_PRINTERS * 3600.0 / agent.log_tail_min_interval_s
+    return min(share, max(per_jobs, floor))
 
 
 def policy_of(agent: AgentConfig, per_hour: float) -> TailPolicy:
@@ -23,14 +37,14 @@ def policy_of(agent: AgentConfig, per_hour: float) -> TailPolicy:
 
 
 class LogTailer:
-    """Tails the executing jobs that are due (TailPlan), within `tail_budget_per_hour` requests an hour
-    (a number, or a callable read each cycle so a config reload takes effect). Remembers each job's run
-    id, so a tail costs one request after the first."""
+    """Tails the executing jobs that are due (TailPlan), within a budget of requests an hour: a number,
+    or a callable of the executing jobs' count read each cycle (so a config reload takes effect).
+    Remembers each job's run id, so a tail costs one request after the first."""
 
-    def __init__(self, tail_budget_per_hour: float | Callable[[], float], *,
+    def __init__(self, budget_per_hour: float | Callable[[int], float], *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._budget = tail_budget_per_hour if callable(tail_budget_per_hour) else \
-            lambda: float(tail_budget_per_hour)
+        self._budget = budget_per_hour if callable(budget_per_hour) else \
+            lambda _executing: float(budget_per_hour)
         self._clock = clock
         self._plan: TailPlan | None = None
         self._runs: dict[str, str] = {}
@@ -74,13 +88,13 @@ class LogTailer:
         """Tail the executing jobs that are due, as far as the tail budget goes (tails are jobs-usage
         requests: they share that scope with the poll, which must never starve)."""
         now = self._clock()
-        policy = policy_of(ctx.config.agent, self._budget())
+        executing = [job_id for job_id, _remote, _state, status in ctx.store.active_remote_brief()
+                     if (status or "").lower() == "executing"]
+        policy = policy_of(ctx.config.agent, self._budget(len(executing)))
         if self._plan is None:
             self._plan = TailPlan(policy, now)
         plan = self._plan
         plan.set_policy(policy)
-        executing = [job_id for job_id, _remote, _state, status in ctx.store.active_remote_brief()
-                     if (status or "").lower() == "executing"]
         plan.sync(executing, now)
         self._runs = {k: v for k, v in self._runs.items() if k in plan.slots}
         for job_id in plan.ranked(now):
@@ -93,6 +107,8 @@ class LogTailer:
                 job = ctx.store.get(job_id)
                 if job is not None and job.state is JobState.RUNNING and job.plan and job.plan.stdout_path:
                     grew = self.tail(ctx, job)
+            except BudgetExhausted:  # the scope is down to what other work needs: tails wait, still due
+                return
             except Exception as exc:  # a log hiccup must never stop the agent, nor another job's tail
                 ctx.log.warning("live log tail failed", job=job_id, error=str(exc),
                                 error_type=type(exc).__name__)

@@ -13,6 +13,7 @@ holds one, so created jobs never pile up on Rescale waiting for the job-submissi
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ from burst_agent.rescale.ratelimit import FILE_ACCESS, JOB_SUBMISSION, JOBS_USAG
 S = JobState
 
 CANCEL, FINISH, START = 0, 1, 2  # work classes; lower goes first
+# How each class's requests spend (rescale/ratelimit.SPENDINGS): a cancel may sleep for its token; a
+# finishing or starting step never does, and a start leaves its floor of each scope to the others.
+SPENDING_OF_CLASS: dict[int, str] = {CANCEL: "cancel", FINISH: "finish", START: "start"}
 
 # The scope each state's step spends first (its main requests; a step may make a few of another).
 STEP_SCOPE: dict[JobState, str] = {
@@ -49,6 +53,7 @@ CREATE_NEXT: frozenset[JobState] = frozenset({S.STAGED, S.HELD})
 HOLDS_SUBMISSION: frozenset[JobState] = frozenset({S.CREATING, S.CREATED, S.TAGGED, S.PROJECT_SET,
                                                     S.SUBMITTING})
 ANNOUNCE_AFTER_S = 10.0  # a wait shorter than this is not worth a line in the job's log
+NOTE_REFRESH_S = 60.0  # a job still waiting has its `status` reason told its new place this often
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Work:
     owner: int
     cancel: bool = False
     since: float = 0.0  # when it was recorded: the order within one owner
+    resumes: str | None = None  # the scope its last step found spent midway (it goes on from there)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,10 @@ class Scope:
 
     tokens: float
     per_hour: float
+
+    def seconds_until(self, tokens: float) -> float:
+        """How long until this scope holds `tokens` (0 if it does now)."""
+        return max(0.0, tokens - self.tokens) * 3600.0 / self.per_hour
 
 
 @dataclass
@@ -88,19 +98,34 @@ def work_class(work: Work) -> int:
     return FINISH if work.state is S.STAGING_OUT else START
 
 
+# The tokens a step's fixed part spends, a scope once per token, so that a step let go does not find
+# its scope spent halfway and spend its first requests again at its next turn. (What varies with the
+# job, such as per-file downloads, may still find it spent: that part resumes where it stopped.)
+NEEDS: dict[JobState, tuple[str, ...]] = {
+    S.STAGED: (JOB_SUBMISSION, JOBS_USAGE, JOBS_USAGE),  # a create and its tag; submit's token held
+    S.HELD: (JOB_SUBMISSION, JOBS_USAGE, JOBS_USAGE),
+    S.TRANSLATED: (STAGE_AHEAD, FILE_ACCESS, FILE_ACCESS),  # the script and the inputs bundle
+    # The file listing; the exit code, the rest of the log and the outputs archive.
+    S.STAGING_OUT: (JOBS_USAGE, FILE_ACCESS, FILE_ACCESS, FILE_ACCESS),
+}
+
+
 def needs_of(work: Work) -> tuple[str, ...]:
-    """The budgets a step must find a token in before it may go (a step may spend more than one)."""
+    """The tokens a step must find before it may go: a scope once per token it needs."""
     if work.cancel:
         return (JOBS_USAGE,)
-    if work.state in CREATE_NEXT:
-        return (JOB_SUBMISSION, JOBS_USAGE)
-    if work.state is S.TRANSLATED:  # its uploads start: only as far ahead of submissions as allowed
-        return (STAGE_AHEAD, FILE_ACCESS)
-    if work.state is S.STAGING_OUT:  # statuses and the file listing, then the downloads
-        return (JOBS_USAGE, FILE_ACCESS)
+    if work.state is S.STAGING_OUT and work.resumes:  # listed again; what it read before is kept
+        return (JOBS_USAGE, work.resumes)
+    if work.state in NEEDS:
+        return NEEDS[work.state]
     scope = STEP_SCOPE.get(work.state, JOBS_USAGE)
     # Between create and submit the job holds its submission token already.
     return () if work.state in HOLDS_SUBMISSION and scope == JOB_SUBMISSION else (scope,)
+
+
+def kept_from(work: Work, scope: str, start_floors: Mapping[str, float]) -> float:
+    """Tokens of `scope` that `work` may not take: a start leaves its floor to finishing work."""
+    return start_floors.get(scope, 0.0) if work_class(work) == START else 0.0
 
 
 def fair_order(works: Iterable[Work]) -> list[Work]:
@@ -118,14 +143,16 @@ def fair_order(works: Iterable[Work]) -> list[Work]:
 
 def plan_dispatch(
     works: Sequence[Work], scopes: Mapping[str, Scope], in_flight: Mapping[str, int], holding_submission: int,
-    staged_ahead: int = 0,
+    staged_ahead: int = 0, start_floors: Mapping[str, float] | None = None,
 ) -> DispatchPlan:
     """Let go what each scope's tokens cover, after what is in flight on it; the rest waits.
 
     `holding_submission`: jobs between create and submit (in the store or in flight), each holding a
-    submission token; `staged_ahead`: jobs with inputs staged or staging and no create yet. Cancels
+    submission token; `staged_ahead`: jobs with inputs staged or staging and no create yet;
+    `start_floors`: tokens per scope that starting work leaves to finishing work and the poll. Cancels
     never wait: a stop must reach Rescale. A scope not given (budgets off) never makes work wait.
     """
+    kept = start_floors or {}
     free: dict[str, float] = {name: math.floor(s.tokens) - in_flight.get(name, 0)
                               for name, s in scopes.items()}
     if JOB_SUBMISSION in free:
@@ -134,11 +161,11 @@ def plan_dispatch(
                              - holding_submission - staged_ahead)
     plan = DispatchPlan(ahead=holding_submission + staged_ahead)
     for work in fair_order(works):
-        needs = needs_of(work)
-        short = [n for n in needs if free.get(n, math.inf) < 1]
+        needs = Counter(needs_of(work))
+        short = [n for n, k in needs.items() if free.get(n, math.inf) - kept_from(work, n, kept) < k]
         if work.cancel or not short:
-            for n in needs:
-                free[n] = free.get(n, math.inf) - 1
+            for n, k in needs.items():
+                free[n] = free.get(n, math.inf) - k
             plan.go.append(work)
         else:  # waiting to run ahead of submissions is waiting for the submission scope
             plan.waiting.setdefault(JOB_SUBMISSION if short[0] == STAGE_AHEAD else short[0], []).append(work)
@@ -147,10 +174,21 @@ def plan_dispatch(
     return plan
 
 
+def next_due_s(plan: DispatchPlan, scopes: Mapping[str, Scope], start_floors: Mapping[str, float]) -> float:
+    """Seconds until the first waiting work of some scope has the tokens it waits for (inf: none waits)."""
+    due = math.inf
+    for scope, queue in plan.waiting.items():
+        if scope not in scopes or not queue:
+            continue
+        first = queue[0]
+        needed = Counter(needs_of(first)).get(scope, 1) + kept_from(first, scope, start_floors)
+        due = min(due, scopes[scope].seconds_until(needed))
+    return due
+
+
 def wait_estimate_s(place: int, scope: Scope, holding: int = 0) -> float:
     """Seconds until the job at `place` (0: next) in a scope's queue gets its token."""
-    needed = place + 1 + holding - scope.tokens
-    return max(0.0, needed) * 3600.0 / scope.per_hour
+    return scope.seconds_until(place + 1 + holding)
 
 
 def waiting_note(scope: str, place: int, seconds: float) -> str:

@@ -8,24 +8,33 @@ import re
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from burst_agent import failpoints
 from burst_agent.command_wrapper import SCRIPT_NAME
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.context import Context
 from burst_agent.pipeline.errors import PermanentJobError
+from burst_agent.pipeline.hold import hold
 from burst_agent.pipeline.progress import TransferProgress
-from burst_agent.record import Inputs, JobRecord, Plan, plan_of
+from burst_agent.record import Inputs, JobRecord, Plan, attempt_key, plan_of
 from burst_agent.relay import INPUT_BUNDLE, INPUT_MANIFEST
-from burst_agent.rescale.errors import NotFoundError, ValidationError
+from burst_agent.rescale.errors import (
+    AuthenticationError,
+    NotFoundError,
+    RateLimitedError,
+    TransientError,
+    ValidationError,
+)
 from burst_agent.staging.bundle import InputChangedError, SendReader, placement_script, send, stage_in
 from burst_agent.staging.inputs import BUNDLE_NAME, InputFile, InputPlan, InputSelectionError
 from burst_agent.staging.jobplan import job_plan
 from burst_agent.staging.safepath import safe_relpath
 
 RESTAGE_REASON = "cached inputs vanished on Rescale: staging them again"
+T = TypeVar("T")
 
 
 def _input_plan(ctx: Context, plan: Plan, script_file: Path) -> InputPlan:
@@ -197,13 +206,14 @@ def find_remote(ctx: Context, job: JobRecord) -> str | None:
     The text search comes first (one cheap call); if it finds nothing, the active-jobs listing is
     scanned too: a search index may lag behind a create, and a job we never submitted is always there.
     """
-    suffix = f"[{job.reconcile_key}]"
+    key = attempt_key(job.reconcile_key, job.attempt)
+    suffix = f"[{key}]"
 
     def named(listing: Any) -> list[dict[str, Any]]:
         return [item for item in listing if str(item.get("name", "")).endswith(suffix)]
 
     client = ctx.client
-    found = named(client.iter_jobs(q=job.reconcile_key)) or named(client.iter_jobs(state="not_completed"))
+    found = named(client.iter_jobs(q=key)) or named(client.iter_jobs(state="not_completed"))
     if len(found) > 1:
         ctx.job_log(job).error("several remote jobs carry this key; adopting the oldest",
                                remote_jobs=[i["id"] for i in found])
@@ -211,18 +221,62 @@ def find_remote(ctx: Context, job: JobRecord) -> str | None:
     return str(found[0]["id"]) if found else None
 
 
-def create(ctx: Context, job: JobRecord) -> JobRecord:
-    """STAGED/HELD -> CREATING -> CREATED; in CREATING (an attempt was made) reconcile first."""
-    log = ctx.job_log(job)
-    if job.state is JobState.CREATING:
-        remote_id = find_remote(ctx, job)
-        if remote_id is not None:
-            log.info("remote job reconciled after an interrupted create", remote_job=remote_id)
-            return ctx.transition(job, JobState.CREATED, "reconciled", remote_job_id=remote_id)
-    else:
-        job = ctx.transition(job, JobState.CREATING, "creating")
+def guarded(ctx: Context, job: JobRecord, call: Callable[[], T]) -> T:
+    """A create or submit, its outcome counted by protected mode (pipeline/protect.py)."""
     try:
-        remote = ctx.client.create_job(create_body(job))
+        result = call()
+    except (AuthenticationError, ValidationError, TransientError) as exc:
+        if isinstance(exc, RateLimitedError):  # the budget's business, not a refusal
+            raise
+        if ctx.protection.failed(job.id, f"{type(exc).__name__}: {exc}", ctx.clock()):
+            ctx.log.error("protected mode: Rescale refuses new jobs; they wait",
+                          reason=ctx.protection.reason())
+        raise
+    if ctx.protection.succeeded():
+        ctx.log.warning("protected mode ended: a create or submit went through")
+    return result
+
+
+def _reconciled(ctx: Context, job: JobRecord) -> JobRecord | None:
+    """CREATING after an earlier attempt: the job CREATED if that attempt made a remote job."""
+    remote_id = find_remote(ctx, job)
+    if remote_id is None:
+        return None
+    ctx.job_log(job).info("remote job reconciled after an interrupted create", remote_job=remote_id)
+    return ctx.transition(job, JobState.CREATED, "reconciled", remote_job_id=remote_id)
+
+
+def _attempted_before(ctx: Context, job: JobRecord) -> bool:
+    return any(t.to_state is JobState.CREATING for t in ctx.store.history(job.id))
+
+
+def _hold_protected(ctx: Context, job: JobRecord) -> JobRecord:
+    """Protected mode and nothing was created for this job: it waits, held, with the others."""
+    return hold(ctx, job, ctx.protection.reason(), "protected mode: held after a refused create")
+
+
+def create(ctx: Context, job: JobRecord) -> JobRecord:
+    """STAGED/HELD -> CREATING -> CREATED; after an earlier attempt (CREATING, or HELD once it was
+    refused in protected mode) reconcile first. In protected mode a job refused, or retried while the
+    next probe is not due, is held (nothing exists on Rescale for it) instead of failing."""
+    if job.state is JobState.CREATING:
+        done = _reconciled(ctx, job)
+        if done is not None:
+            return done
+        if not ctx.protection.may_create(ctx.clock()):
+            return _hold_protected(ctx, job)
+    else:
+        again = job.state is JobState.HELD and _attempted_before(ctx, job)
+        job = ctx.transition(job, JobState.CREATING, "creating", remote=job.remote)  # with its attempt
+        done = _reconciled(ctx, job) if again else None
+        if done is not None:
+            return done
+    try:
+        remote = guarded(ctx, job, lambda: ctx.client.create_job(create_body(job)))
+    except AuthenticationError:
+        if ctx.protection.active:  # 401/403: Rescale created nothing
+            return _hold_protected(ctx, job)
+        raise
     except ValidationError as exc:
         return _refused(ctx, job, exc)
     failpoints.hit("create.before_persist")
@@ -256,6 +310,8 @@ def _refused(ctx: Context, job: JobRecord, exc: ValidationError) -> JobRecord:
         ctx.job_log(job).warning("cached inputs no longer exist on Rescale: uploading them again",
                                  files=sorted(gone))
         return ctx.transition(job, JobState.STAGING_IN, RESTAGE_REASON, inputs=None)
+    if ctx.protection.active:  # refusing every job: this one waits with the others, it does not fail
+        return _hold_protected(ctx, job)
     reason = f"Rescale refused the job: {exc}"
     if retried:
         reason += " (refused again after its vanished cached inputs were uploaded anew)"
@@ -270,7 +326,7 @@ def _already_submitted(ctx: Context, job: JobRecord) -> bool:
 def tag(ctx: Context, job: JobRecord) -> JobRecord:
     """CREATED -> TAGGED: the reconcile key as a tag on the remote job."""
     assert job.remote_job_id is not None  # narrowing: CREATED jobs always carry it
-    ctx.client.add_tag(job.remote_job_id, job.reconcile_key)
+    ctx.client.add_tag(job.remote_job_id, attempt_key(job.reconcile_key, job.attempt))
     return ctx.transition(job, JobState.TAGGED, "tagged")
 
 
@@ -294,7 +350,7 @@ def submit(ctx: Context, job: JobRecord) -> JobRecord:
         if job.state is not JobState.SUBMITTING:
             job = ctx.transition(job, JobState.SUBMITTING, "submitting")
         try:
-            ctx.client.submit_job(remote_id)
+            guarded(ctx, job, lambda: ctx.client.submit_job(remote_id))
         except ValidationError:
             if not _already_submitted(ctx, job):
                 raise

@@ -8,11 +8,14 @@ from burst_agent.config import Config
 from burst_agent.logsetup import get_logger, register_secret
 from burst_agent.metrics import Metrics
 from burst_agent.pipeline.context import Catalogue, Context
+from burst_agent.pipeline.cooldown import Cooldown
 from burst_agent.pipeline.corecap import cloud_cores
+from burst_agent.pipeline.protect import Protection
+from burst_agent.pipeline.spendcap import spending_gauges
 from burst_agent.rescale.client import RescaleClient
 from burst_agent.secret import TokenSource, load_token
 from burst_agent.spool import Spool
-from burst_agent.store import JobStore
+from burst_agent.stores import open_store
 
 
 def build_context(config: Config, *, log: Any | None = None, **client_options: Any) -> Context:
@@ -23,13 +26,21 @@ def build_context(config: Config, *, log: Any | None = None, **client_options: A
     register_secret(token.reveal())
     metrics = Metrics(per_user_labels=config.metrics.per_user_labels, partitions=config.metrics.partitions)
     client = RescaleClient.from_config(api, token, on_request=metrics.observe_request, **client_options)
-    store = JobStore(config.agent.state_db)
+    store = open_store(config.agent.state_db)
     spool = Spool(config.agent.spool_dir).ensure()
     metrics.watch_budgets(client.budgets)
     metrics.watch_job_counts(store.job_counts_reader())
     metrics.watch_spool(lambda: len(spool.list_incoming()))
-    ctx = Context(config=config, client=client, store=store, spool=spool,
-                  catalogue=Catalogue(fetch=client.list_coretypes), log=log or get_logger(),
-                  metrics=metrics)
+    metrics.seed_usage(store.jobs(with_remote_id=True))  # cost and core-seconds carry on across restarts
+    plan_priced = bool(config.translate.priority_tiers.plan_prices)  # a tier priced from computeprices
+    catalogue = Catalogue(fetch=client.list_coretypes,
+                          fetch_prices=client.compute_prices if plan_priced else None)
+    ctx = Context(config=config, client=client, store=store, spool=spool, catalogue=catalogue,
+                  log=log or get_logger(), metrics=metrics,
+                  protection=Protection(probe_s=config.agent.protected_mode_probe_s),
+                  cooldown=Cooldown.of(config.failover))
     metrics.watch_cloud_cores(lambda: cloud_cores(ctx))
+    metrics.watch_spending(lambda: spending_gauges(ctx))
+    metrics.watch_protection(lambda: ctx.protection.active)
+    metrics.watch_cooling(lambda: ctx.cooldown.cooling(ctx.clock()))
     return ctx

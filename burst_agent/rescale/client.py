@@ -18,7 +18,7 @@ import urllib3.exceptions
 
 from burst_agent import __version__
 from burst_agent.config import ApiConfig
-from burst_agent.rescale import transfer
+from burst_agent.rescale import ranged, transfer
 from burst_agent.rescale.errors import (
     AuthenticationError,
     NotFoundError,
@@ -42,6 +42,7 @@ API_PREFIX = "/api/v2"
 # larger page_size to its own (as Django REST framework does), so asking for a big page is safe.
 PAGE_SIZE = 1000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+POOL_SIZE = 64
 _ERROR_BY_STATUS: dict[int, type[RescaleError]] = {
     400: ValidationError,
     401: AuthenticationError,
@@ -130,6 +131,16 @@ def _with_page_size(url: str, size: int) -> str:
     return urlunsplit(parts._replace(query=urlencode([*query, ("page_size", str(size))])))
 
 
+def _session() -> requests.Session:
+    """A session that keeps up to POOL_SIZE connections: parallel downloads, each over parallel ranges,
+    would otherwise overflow urllib3's default of 10 (a warning, and a new connection, each time)."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return session
+
+
 class RescaleClient:
     """Typed access to Rescale API v2: auth, trailing slashes, pagination, retries, rate budgets.
 
@@ -161,7 +172,7 @@ class RescaleClient:
         self.timeout = (connect_timeout, read_timeout)
         self.retry = retry or RetryPolicy()
         self.budgets = budgets or RateBudgets()
-        self.session = session or requests.Session()
+        self.session = session or _session()
         self.on_request = on_request
         self._clock = clock
         self.user_agent = f"burst-agent/{__version__}"
@@ -413,6 +424,30 @@ class RescaleClient:
         """GET /users/me/projects/: the projects this user may charge jobs to."""
         return list(self.iter_pages("/users/me/projects/"))
 
+    # ---- billing (the billing scope; 401/403: AuthenticationError, this token may not read the bill) --
+
+    def workspace_billing(self, organization: str, workspace: str, *, start: tuple[int, int],
+                          end: tuple[int, int]) -> dict[str, Any]:
+        """GET /organizations/{org}/workspaces/{workspace}/billing/ for the months (year, month) start..end:
+        the workspace's charges (jobs, hardwareCharge, storageCharge, totalCharge, ...), no line items."""
+        params = {"startYear": start[0], "startMonth": start[1], "endYear": end[0], "endMonth": end[1]}
+        body = self.call("GET", "/organizations/{org}/workspaces/{workspace}/billing/",
+                         {"org": organization, "workspace": workspace}, params=params)
+        if not isinstance(body, dict):
+            raise RescaleError("workspace billing summary is not a JSON object", method="GET",
+                               path=self.path("/organizations/{org}/workspaces/{workspace}/billing/",
+                                              org=organization, workspace=workspace))
+        return body
+
+    def project_billing_csv(self, organization: str, workspace: str, project_id: str) -> str:
+        """GET /organizations/{org}/workspaces/{workspace}/billing/projects/{project}/csv/: the project's
+        line items as CSV text (parse it with burst_agent.billing.parse_project_csv)."""
+        ids = {"org": organization, "workspace": workspace, "project": project_id}
+        template = "/organizations/{org}/workspaces/{workspace}/billing/projects/{project}/csv/"
+        response = self.request("GET", template, ids, headers={"Accept": "text/csv"})
+        named = "charset=" in response.headers.get("Content-Type", "").lower()  # else UTF-8, not Latin-1
+        return response.content.decode((named and response.encoding) or "utf-8", "replace")
+
     # ---- files -----------------------------------------------------------------------------------
 
     def upload_file(
@@ -432,11 +467,13 @@ class RescaleClient:
     def download_file(
         self, file_id: str, dest: Path, *, expected_md5: str | None = None,
         expected_size: int | None = None, progress: transfer.Progress | None = None,
+        range_connections: int = ranged.CONNECTIONS, range_min_bytes: int = ranged.RANGE_MIN_BYTES,
     ) -> transfer.DownloadResult:
-        """GET /files/{id}/contents/ into `dest` via `dest.partial` (resumed), md5/size verified."""
+        """GET /files/{id}/contents/ into `dest` via `dest.partial` (resumed), md5/size verified; a file
+        of `range_min_bytes` or more over `range_connections` parallel ranges where the server takes them."""
         return transfer.download(
             self, file_id, Path(dest), expected_md5=expected_md5, expected_size=expected_size,
-            progress=progress,
+            progress=progress, connections=range_connections, range_min_bytes=range_min_bytes,
         )
 
     def delete_file(self, file_id: str) -> None:

@@ -7,8 +7,13 @@ the scope's burst, and starts full. `drain(scope, for_s)` empties a bucket and k
 `for_s` seconds: a 429 with Retry-After drains only its own scope; an agent restarted soon after a crash
 drains all of them, so a crash loop cannot fire a fresh burst on every start.
 
-`acquire` (the client, per request) blocks until a token is there; the agent's dispatcher uses
-`state()` to hand a worker only work whose scope has tokens, so workers do not sleep in here.
+Who spends decides how (`spending(...)`, a context variable the agent's threads set; SPENDINGS): a
+cancel and the poll reserve a token and sleep for it, so they go before everything else; a worker's
+finishing or starting step and a live-log tail never sleep here: they take a token now or raise
+BudgetExhausted, and their work goes back to its queue. A start and a tail also leave a share of
+the burst (their floor) to the work that goes first. Any other caller (a CLI command, the orphan
+check) reserves and sleeps. The agent's dispatcher uses `state()` to hand a worker only work whose
+scope has tokens, so a worker's step rarely finds its scope spent.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from burst_agent.config import RateLimits
 
@@ -35,8 +42,64 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("*", re.compile(r"^/jobs/"), JOBS_USAGE),
     ("*", re.compile(r"^/files/"), FILE_ACCESS),
     ("*", re.compile(r"^/billing/"), BILLING),
+    ("*", re.compile(r"^/organizations/[^/]+/workspaces/[^/]+/billing/"), BILLING),
     ("*", re.compile(r""), USER),
 )
+
+
+class BudgetExhausted(BaseException):
+    """A request that may not wait found its scope spent: its work goes back to its queue. Not an
+    Exception, so that no step's `except Exception` counts it as a failure of the step or a file."""
+
+    def __init__(self, scope: str, wait_s: float) -> None:
+        super().__init__(f"the {scope} budget is spent for now (a token in {wait_s:.1f} s)")
+        self.scope, self.wait_s = scope, wait_s
+
+
+@dataclass(frozen=True)
+class Spending:
+    """How one kind of work spends: `waits` (reserve a token, sleep for it: goes first) or not (take
+    one now or raise BudgetExhausted), leaving `floors` (scope -> share of its burst) to the rest."""
+
+    name: str
+    waits: bool
+    floors: Mapping[str, float] = field(default_factory=dict)
+
+    def floor(self, scope: str, capacity: float) -> float:
+        """Tokens of `scope` (a bucket of `capacity`) this work leaves to the work that goes first."""
+        return self.floors.get(scope, 0.0) * capacity
+
+
+SPENDINGS: dict[str, Spending] = {s.name: s for s in (
+    Spending("cancel", waits=True),  # a relay has only KillWait seconds
+    Spending("poll", waits=True),  # one listing for every active job: before any job's own work
+    Spending("finish", waits=False),
+    # A small floor is enough for the order (finishing work takes the token at the refill's edge);
+    # a large one would hold starts back after every drain (a restart, a 429) until it refilled.
+    Spending("start", waits=False, floors={JOBS_USAGE: 0.01, FILE_ACCESS: 0.01}),
+    Spending("tail", waits=False, floors={JOBS_USAGE: 0.2}),
+)}
+OTHER = Spending("other", waits=True)
+_spending: ContextVar[Spending] = ContextVar("burst_agent_spending", default=OTHER)
+
+
+@contextmanager
+def spending(name: str) -> Iterator[None]:
+    """Requests made in this block (and in threads started with its context) spend as `name` does."""
+    token = _spending.set(SPENDINGS[name])
+    try:
+        yield
+    finally:
+        _spending.reset(token)
+
+
+def current_spending() -> Spending:
+    return _spending.get()
+
+
+def floor_tokens(name: str, scope: str, capacity: float) -> float:
+    """Tokens of `scope` that work of kind `name` leaves to the work that goes before it."""
+    return SPENDINGS[name].floor(scope, capacity)
 
 
 def scope_for(method: str, template: str) -> str:
@@ -117,12 +180,23 @@ class RateBudgets:
             self._buckets[scope] = TokenBucket(rate, max(1.0, burst), max(1.0, burst), now)
 
     def acquire(self, scope: str) -> float:
-        """Spend one token of `scope`, sleeping first if the budget is exhausted; return the wait."""
+        """Spend one token of `scope` as the current `spending` says: sleep first if it waits, else
+        take one above its floor now or raise BudgetExhausted; return the wait."""
+        spend = _spending.get()
         with self._lock:
-            self._spent[scope] += 1
             if not self.enabled:
+                self._spent[scope] += 1
                 return 0.0
-            wait = self._buckets[scope].reserve(self._clock())
+            bucket = self._buckets[scope]
+            if spend.waits:
+                wait = bucket.reserve(self._clock())
+            else:
+                bucket.refill(self._clock())
+                floor = spend.floor(scope, bucket.capacity)
+                if bucket.level - 1.0 < floor:
+                    raise BudgetExhausted(scope, (floor + 1.0 - bucket.level) / bucket.rate)
+                bucket.level, wait = bucket.level - 1.0, 0.0
+            self._spent[scope] += 1
             self._waited[scope] += wait
         if wait > 0:
             self._sleep(wait)

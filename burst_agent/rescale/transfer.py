@@ -7,58 +7,50 @@ buffer as it arrives, on the other core (hashlib releases the GIL). A fixed pool
 flat; written pages go to disk and out of the page cache as we go (write-behind). Then size and md5
 are checked, the file is fsynced and renamed into place. A body that breaks off is resumed, within the
 retry policy. Nothing past the declared size is ever written: a size lie is refused at once (no retry).
+A large file whose server takes ranges goes over several connections instead (ranged.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 import requests
-import urllib3.exceptions
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
 from burst_agent.fsync import fsync_dir
+from burst_agent.rescale import ranged
+from burst_agent.rescale.body import (
+    BROKEN,
+    CHUNK,
+    CONTENT_RANGE,
+    LENGTH,
+    Api,
+    BodyBroken,
+    Progress,
+    SizeLie,
+    hash_file,
+    identity,
+    read_into,
+    write_behind,
+)
 from burst_agent.rescale.errors import IntegrityError, RescaleError, SizeMismatchError, TransientError
-from burst_agent.rescale.retry import RetryPolicy
+from burst_agent.rescale.ranged import CONNECTIONS, RANGE_MIN_BYTES
 
-Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
+__all__ = ["CHUNK", "Api", "DownloadResult", "Progress", "download", "upload"]
 
-# 256 KiB buffers: md5 peaks there (~645 MB/s here vs 516 at 64 KiB); 32 of them bound memory at 8 MiB.
-CHUNK = 256 << 10
-POOL = 32
+POOL = 32  # CHUNK buffers: memory bounded at 8 MiB
 # Every 32 MiB written: start writeback and drop clean pages. The final fsync then finds little left,
 # and fresh page-cache pages come from recycled memory: 1 GiB took 2.5 s instead of 4.6 s here.
 WRITE_BEHIND = 32 << 20
 PARTIAL_SUFFIX = ".partial"
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_LENGTH = re.compile(r"[0-9]{1,19}")  # a Content-Length we act on (ASCII digits, fits 64 bits)
-
-
-class Api(Protocol):
-    """What a transfer needs of the API client: RescaleClient is one (this module does not import it)."""
-
-    retry: RetryPolicy
-
-    def path(self, template: str, **ids: str | int) -> str: ...
-
-    def request(
-        self, method: str, template: str, ids: Mapping[str, str | int] | None = None, *,
-        headers: Mapping[str, str] | None = None, stream: bool = False,
-    ) -> requests.Response: ...
-
-    def call(
-        self, method: str, template: str, ids: Mapping[str, str | int] | None = None, **kw: Any,
-    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -94,14 +86,6 @@ def upload(
     return client.call("POST", "/files/contents/", data=body, headers={"Content-Type": body.content_type})
 
 
-class _BodyBroken(Exception):
-    """The response body broke off (reset, timeout, short read): the partial is kept for a resume."""
-
-
-class _SizeLie(Exception):
-    """The server's headers or body contradict the declared size: the partial is deleted, no retry."""
-
-
 class _Hasher(threading.Thread):
     """Hashes filled buffers in arrival order and hands them back; md5 runs here, off the reader's core."""
 
@@ -122,33 +106,6 @@ class _Hasher(threading.Thread):
                 self.free.put(buf)  # never strand the reader, whatever happens
 
 
-def _write_behind(fd: int, end: int) -> None:
-    """Start writeback of [0, end) and drop the pages already written back (POSIX_FADV_DONTNEED does
-    both on Linux), so dirty pages neither pile up for the final fsync nor grow the page cache."""
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, end, os.POSIX_FADV_DONTNEED)
-
-
-def _identity(response: requests.Response) -> bool:
-    return response.headers.get("Content-Encoding", "identity") == "identity"
-
-
-def _read_into(response: requests.Response) -> Callable[[memoryview], int]:
-    """A readinto for the body. Fast path: http.client's own readinto into our reused buffers, which
-    skips urllib3's buffering and a fresh bytes object per chunk. Only for an unencoded body;
-    http.client still enforces Content-Length and de-chunks."""
-    fp = getattr(response.raw, "_fp", None)
-    if _identity(response) and hasattr(fp, "readinto"):
-        return fp.readinto  # type: ignore[union-attr]
-
-    def slow(buf: memoryview) -> int:
-        data = response.raw.read(len(buf), decode_content=True)[: len(buf)]
-        buf[: len(data)] = data
-        return len(data)
-
-    return slow
-
-
 def _write_all(fh: io.FileIO, view: memoryview, name: str) -> None:
     try:
         while view:
@@ -162,55 +119,51 @@ def _pump(response: requests.Response, fh: io.FileIO, name: str, hasher: _Hasher
     """Socket -> file (this thread) and -> md5 (the hasher); returns the byte count reached.
 
     `total` is the declared size: reads stop there, and one byte more, asked for but never written,
-    proves the server sends more than it declared. Raises _SizeLie then, _BodyBroken on a transport
+    proves the server sends more than it declared. Raises SizeLie then, BodyBroken on a transport
     error or a short body, RescaleError if the file cannot be written."""
-    read_into = _read_into(response)
+    readinto = read_into(response)
     fd = fh.fileno()
     flushed = done
     while True:
         buf = hasher.free.get()
         want = CHUNK if total is None else min(CHUNK, total - done + 1)
         try:
-            n = read_into(memoryview(buf)[:want])
-        except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
+            n = readinto(memoryview(buf)[:want])
+        except BROKEN as exc:
             hasher.free.put(buf)
-            raise _BodyBroken(type(exc).__name__) from exc
+            raise BodyBroken(type(exc).__name__) from exc
         if not n:
             hasher.free.put(buf)
             break
         if total is not None and done + n > total:
             hasher.free.put(buf)
-            raise _SizeLie(f"the server sends more than the {total} bytes declared")
+            raise SizeLie(f"the server sends more than the {total} bytes declared")
         try:
             _write_all(fh, memoryview(buf)[:n], name)
         finally:
             hasher.filled.put((buf, n))  # hashed even if the write failed: the buffer comes back
         done += n
         if done - flushed >= WRITE_BEHIND:
-            _write_behind(fd, done)
+            write_behind(fd, done)
             flushed = done
         if progress is not None:
             progress(done, total)
     if total is not None and done < total:
-        raise _BodyBroken(f"short body: {done} of {total} bytes")
+        raise BodyBroken(f"short body: {done} of {total} bytes")
     return done
 
 
 def _hash_existing(partial: Path, md5: Any) -> int:
-    size = 0
     with partial.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            md5.update(block)
-            size += len(block)
-    return size
+        return hash_file(fh.fileno(), md5, 0, os.fstat(fh.fileno()).st_size)
 
 
 def _announced(response: requests.Response, offset: int, match: re.Match[str] | None) -> list[int]:
     """The whole file's size as the server's own headers give it: offset + Content-Length (of an
     unencoded body), and the complete length of a Content-Range."""
     length = response.headers.get("Content-Length", "")
-    sizes = [offset + int(length)] if _identity(response) and _LENGTH.fullmatch(length) else []
-    if match and _LENGTH.fullmatch(match.group(3)):
+    sizes = [offset + int(length)] if identity(response) and LENGTH.fullmatch(length) else []
+    if match and LENGTH.fullmatch(match.group(3)):
         sizes.append(int(match.group(3)))
     return sizes
 
@@ -230,13 +183,13 @@ def _attempt(
         headers["Range"] = f"bytes={offset}-"
     response = client.request("GET", "/files/{id}/contents/", {"id": file_id}, headers=headers, stream=True)
     with response:
-        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
         if response.status_code != 206 or not match or int(match.group(1)) != offset:
             offset, md5, match = 0, hashlib.md5(usedforsecurity=False), None  # full body: start over
         announced = _announced(response, offset, match)
         lie = next((n for n in announced if expected_size is not None and n != expected_size), None)
         if lie is not None:
-            raise _SizeLie(f"the server announces {lie} bytes, the file object declares {expected_size}")
+            raise SizeLie(f"the server announces {lie} bytes, the file object declares {expected_size}")
         total = expected_size if expected_size is not None else next(iter(announced), None)
         with partial.open("r+b" if partial.exists() else "wb", buffering=0) as fh:
             fh.seek(offset)
@@ -254,41 +207,60 @@ def _attempt(
     return done, md5, offset
 
 
-def download(
-    client: Api, file_id: str, dest: Path, *, expected_md5: str | None = None,
-    expected_size: int | None = None, progress: Progress | None = None,
-) -> DownloadResult:
-    """Download into `dest` via `dest.partial` (resumed if present), verify, fsync, rename into place.
-
-    With `expected_size` (the file object's decryptedSize) no byte past it is written; a server whose
-    headers or body prove another size gets SizeMismatchError at once, the partial deleted, no retry.
-    """
-    partial = dest.with_name(dest.name + PARTIAL_SUFFIX)
-    if expected_size is not None and partial.exists() and partial.stat().st_size > expected_size:
-        partial.unlink()  # longer than the file can be: not a prefix of it
-    path = client.path("/files/{id}/contents/", id=file_id)
+def _stream(
+    client: Api, file_id: str, partial: Path, expected_size: int | None, progress: Progress | None,
+    path: str,
+) -> tuple[int, Any, int]:
+    """One stream into the partial, resumed after break-offs within the retry policy."""
     retry = 0
     while True:
         try:
             if expected_size is not None and partial.exists() and partial.stat().st_size == expected_size:
                 md5 = hashlib.md5(usedforsecurity=False)  # complete already (crash before the rename)
-                size = resumed_from = _hash_existing(partial, md5)
-            else:
-                size, md5, resumed_from = _attempt(client, file_id, partial, progress, expected_size)
-            break
-        except _SizeLie as exc:
-            partial.unlink(missing_ok=True)
-            raise SizeMismatchError(f"download refused: {exc}", method="GET", path=path) from exc
+                size = _hash_existing(partial, md5)
+                return size, md5, size
+            return _attempt(client, file_id, partial, progress, expected_size)
         except RescaleError as exc:
             if exc.status != 416 or not partial.exists():
                 raise
             partial.unlink()  # the partial is no prefix the server can resume: start over
-            continue
-        except _BodyBroken as exc:  # keep the partial, resume it
+        except BodyBroken as exc:  # keep the partial, resume it
             if retry >= client.retry.max_retries:
                 raise TransientError(f"download broke off ({exc})", method="GET", path=path) from exc
             client.retry.sleep(client.retry.backoff(retry))
             retry += 1
+
+
+def download(
+    client: Api, file_id: str, dest: Path, *, expected_md5: str | None = None,
+    expected_size: int | None = None, progress: Progress | None = None,
+    connections: int = CONNECTIONS, range_min_bytes: int = RANGE_MIN_BYTES,
+) -> DownloadResult:
+    """Download into `dest` via `dest.partial` (resumed if present), verify, fsync, rename into place.
+
+    With `expected_size` (the file object's decryptedSize) no byte past it is written; a server whose
+    headers or body prove another size gets SizeMismatchError at once, the partial deleted, no retry.
+    A file of at least `range_min_bytes` goes over `connections` ranged GETs if a HEAD says the server
+    takes ranges for it (ranged.py); otherwise, or when a range is refused, over one stream.
+    """
+    partial = dest.with_name(dest.name + PARTIAL_SUFFIX)
+    if expected_size is not None and partial.exists() and partial.stat().st_size > expected_size:
+        ranged.discard(partial)
+        partial.unlink()  # longer than the file can be: not a prefix of it
+    path = client.path("/files/{id}/contents/", id=file_id)
+    try:
+        got = None
+        if ranged.wanted(partial, expected_size, connections, range_min_bytes):
+            got = ranged.fetch(client, file_id, partial, expected_size or 0, connections=connections,
+                               progress=progress, expected_md5=expected_md5)
+        if got is None:
+            ranged.to_prefix(partial)  # a ranged partial the stream cannot use: keep its prefix
+            got = _stream(client, file_id, partial, expected_size, progress, path)
+    except SizeLie as exc:
+        ranged.discard(partial)
+        partial.unlink(missing_ok=True)
+        raise SizeMismatchError(f"download refused: {exc}", method="GET", path=path) from exc
+    size, md5, resumed_from = got
     digest = md5.hexdigest()
     problems = []
     if expected_size is not None and size != expected_size:

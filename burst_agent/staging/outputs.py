@@ -9,10 +9,12 @@ import stat
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from burst_agent.rescale.ratelimit import BudgetExhausted
 from burst_agent.staging.confined import (
     ConfinementError,
     check_destination,
@@ -320,10 +322,16 @@ def _fetch(ctx: Staging, item: OutputItem) -> bool:
     return commit_staged(ctx, item.file_id, item.rel, lambda: stage(ctx, item), item.size, item.md5)
 
 
-def record(report: StageOutReport, rel: PurePosixPath, run: Callable[[], bool]) -> None:
-    """Run one file's fetch and file its outcome in the report (done, unchanged, refused, failed)."""
+def record(report: StageOutReport, rel: PurePosixPath, run: Callable[[], bool],
+           deferred: list[BudgetExhausted] | None = None) -> None:
+    """Run one file's fetch and file its outcome in the report (done, unchanged, refused, failed), or
+    in `deferred` if its request may not wait for a spent budget (raised again if there is no list)."""
     try:
         changed = run()
+    except BudgetExhausted as exc:
+        if deferred is None:
+            raise
+        deferred.append(exc)
     except UnsafePathError as exc:
         report.refused.append(Problem(str(rel), exc.reason))
     except Exception as exc:  # one bad file must not stop the others
@@ -413,10 +421,14 @@ def download_all(
     items = [item for item in items if item.size <= whole]
     check_free_space(root, sum(item.size for item in items), margin_bytes=margin_bytes)
     with staging_area(root, download, durable=durable) as ctx:
+        deferred: list[BudgetExhausted] = []
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stageout") as pool:
-            for item in items:
-                pool.submit(record, report, item.rel, lambda item=item: _fetch(ctx, item))
+            for item in items:  # each fetch spends as the caller does (its context's `spending`)
+                pool.submit(copy_context().run, record, report, item.rel,
+                            lambda item=item: _fetch(ctx, item), deferred)
         finish(ctx, report)
+    if deferred:  # what came is in place; the rest comes when the scope has budget again
+        raise deferred[0]
     return report
 
 

@@ -5,9 +5,12 @@ For a batch job whose partition is `rescale`, this plugin
   1. records the scheduler's merged request (command line + #SBATCH) as JSON, in the schema of
      docs/translation.md "The request file";
   2. replaces the job's script with a small bash wrapper that decodes the original script and the
-     request into files and execs `burst-agent relay --script FILE --request FILE [--spool DIR]`;
+     request into files and execs `burst-agent relay --script FILE --request FILE [--spool DIR]
+     [--agent HOST:PORT,...]`;
   3. shrinks the Slurm-side resources to what one relay needs on a proxy node (the real shape goes
-     to Rescale), sets requeue=0 and admin_comment, and charges `rescale_cores:N` licenses.
+     to Rescale), lets Slurm requeue it unless the user said --no-requeue (a requeued job's next run
+     re-attaches to its remote job),
+     sets admin_comment, and charges `rescale_cores:N` licenses.
 Other partitions are untouched. Interactive jobs (salloc/srun without a script) and heterogeneous
 jobs are rejected for `rescale`, and so is a mix of `rescale` with other partitions.
 
@@ -19,6 +22,7 @@ changes. Install: docs/slurm.md. Settings below; `.ci/slurm-setup.sh` and the te
 -- BEGIN SETTINGS
 local BURST_AGENT = "/opt/burst-agent/venv/bin/burst-agent"  -- on the proxy nodes (docs/slurm.md)
 local SPOOL_DIR = nil                              -- passed as --spool DIR when set (string)
+local AGENT_ADDRESSES = nil                        -- "host:7557,host2:7557": passed as --agent (TCP + MUNGE)
 local RESCALE_PARTITIONS = "rescale"               -- comma list of partitions that burst to Rescale
 local CHARGE_LICENSES = true                       -- charge LICENSE_NAME:<estimated cores> per job
 local LICENSE_NAME = "rescale_cores"
@@ -115,7 +119,7 @@ end
 local REQUEST_KEYS = {
    "nodes", "ntasks", "ntasks_per_node", "cpus_per_task", "mem_per_node_mb", "mem_per_cpu_mb",
    "mem_per_gpu_mb", "gpus_per_node", "gpus_per_task", "gpus", "time_limit_minutes", "exclusive",
-   "job_name", "account", "partition", "constraint", "workdir", "stdout", "stderr",
+   "job_name", "account", "partition", "qos", "constraint", "workdir", "stdout", "stderr",
 }
 
 local function json_object(request)
@@ -188,6 +192,7 @@ local function merged_request(job_desc, partition)
       job_name = text(job_desc.name),
       account = text(job_desc.account),
       partition = partition,
+      qos = text(job_desc.qos),  -- nil: the association's default, which the relay reads from SLURM_JOB_QOS
       constraint = text(job_desc.features),
       workdir = text(job_desc.work_dir),
       stdout = text(job_desc.std_out),
@@ -220,6 +225,9 @@ local function wrapper_script(script, request_json)
    local relay = shell_quote(BURST_AGENT) .. " relay --script /dev/fd/3 --request /dev/fd/4"
    if SPOOL_DIR ~= nil then
       relay = relay .. " --spool " .. shell_quote(SPOOL_DIR)
+   end
+   if AGENT_ADDRESSES ~= nil then
+      relay = relay .. " --agent " .. shell_quote(AGENT_ADDRESSES)
    end
    return table.concat({
       "#!/bin/bash",
@@ -315,7 +323,9 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
    local request_json = json_object(request)
    job_desc.script = wrapper_script(job_desc.script, request_json)
    shrink_to_proxy(job_desc)
-   job_desc.requeue = 0
+   if job_desc.requeue == nil or UNSET[job_desc.requeue] then
+      job_desc.requeue = 1  -- safe: the next run re-attaches to the remote job (burst_agent/requeue.py)
+   end
    job_desc.admin_comment = ADMIN_COMMENT
    if CHARGE_LICENSES then
       job_desc.licenses = with_license(job_desc.licenses, estimated_cores(request))

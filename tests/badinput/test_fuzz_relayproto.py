@@ -34,7 +34,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
 ME = os.getuid()
 ANSWER_KEYS = {  # what each op may answer besides {"error": ...}
     "status": {"state", "terminal", "remote_status", "remote_job_id", "exit_code", "reason", "log",
-               "log_size", "hardware", "cores"},
+               "log_size", "hardware", "cores", "phase", "record"},
     "cancel": {"id", "state", "terminal"}, "outputs": {"files"}, "output": {"path", "size"},
     "delivered": {"ok"},
     "jobs": {"jobs", "not_shown"}, "find": {"entry", "state"},

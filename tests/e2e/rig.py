@@ -11,32 +11,37 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pgkit import e2e_state
 from waiting import terminate, wait_until
 
 from burst_agent.lifecycle import JobState
 from burst_agent.rescale.emulator import EmulatorHandle
 from burst_agent.spool import Spool, submit_entry
-from burst_agent.store import JobRecord, JobStore
+from burst_agent.store import JobRecord, SqlLedger
+from burst_agent.stores import open_store
 
 
 @dataclass
 class AgentRig:
-    """Config, token file, spool and state of one agent; start/kill it like an admin would."""
+    """Config, token file, spool and state of one agent; start/kill it like an admin would. The state is
+    a SQLite file, or with BURST_TEST_STORE=postgres a PostgreSQL database of its own."""
 
     root: Path
     emulator: EmulatorHandle
     extra_config: dict[str, Any] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
+    state: Path | str = ""
 
     def __post_init__(self) -> None:
+        self.state = self.state or e2e_state(self.root)
         token = self.root / "token"
         token.write_text(self.emulator.token)
         token.chmod(0o600)
         config = {
             "api": {"base_url": self.emulator.url, "token_file": str(token), "backoff_base_s": 0.05,
                     "backoff_max_s": 0.5, **self.extra_config.get("api", {})},
-            "agent": {"spool_dir": str(self.root / "spool"), "state_db": str(self.root / "state.db"),
+            "agent": {"spool_dir": str(self.root / "spool"), "state_db": str(self.state),
                       "poll_interval_s": 5, "cluster_name": "test", **self.extra_config.get("agent", {})},
             "metrics": {"listen_port": 0},
             **{k: v for k, v in self.extra_config.items() if k not in ("agent", "api")},
@@ -76,20 +81,24 @@ class AgentRig:
     def submit(self, script: str, workdir: Path, job_id: str = "1", **request: Any) -> str:
         return submit_entry(self.spool, script, {"workdir": str(workdir), "job_id": job_id, **request})
 
+    def store(self) -> SqlLedger:
+        """The agent's store, opened as `burst-agent status` would (close it, or use `with`)."""
+        return open_store(self.state)
+
     def job(self, entry: str) -> JobRecord | None:
-        with JobStore(self.root / "state.db") as store:
+        with self.store() as store:
             return store.by_entry(entry)
 
     def states(self, entry: str) -> list[JobState]:
         """Every state the entry's job entered, in order (its transition history)."""
-        with JobStore(self.root / "state.db") as store:
+        with self.store() as store:
             job = store.by_entry(entry)
             return [] if job is None else [t.to_state for t in store.history(job.id)]
 
     def wait_job(self, entry: str, predicate: Callable[[JobRecord], bool], timeout: float = 60,
                  what: str = "the job") -> JobRecord:
         def check() -> JobRecord | None:
-            job = self.job(entry) if (self.root / "state.db").exists() else None
+            job = self.job(entry) if not isinstance(self.state, Path) or self.state.exists() else None
             return job if job is not None and predicate(job) else None
 
         try:

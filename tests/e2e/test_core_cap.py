@@ -9,7 +9,6 @@ from rig import AgentRig
 from waiting import wait_until
 
 from burst_agent.lifecycle import JobState
-from burst_agent.store import JobStore
 
 # One task of one cpu (1 license in Slurm); the memory makes the translation pick 8 (64G) or 16 cores.
 SCRIPT = "#!/bin/bash\n#SBATCH --mem={mem}\necho {name} ran\nsleep {sleep}\n"
@@ -25,7 +24,7 @@ def _metrics(rig) -> str:
 
 
 def _at(rig, job_id: str, state: JobState) -> float:
-    with JobStore(rig.root / "state.db") as store:
+    with rig.store() as store:
         return next(t.at for t in store.history(job_id) if t.to_state is state)
 
 

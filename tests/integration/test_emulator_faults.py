@@ -1,6 +1,8 @@
-"""Emulator fault injection: 429 with Retry-After, 500, dropped connections, truncated downloads."""
+"""Emulator fault injection: 429 with Retry-After, 500, dropped connections, truncated downloads; a WAN."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import requests
@@ -75,3 +77,22 @@ def test_same_seed_gives_same_fault_pattern(tmp_path):
 
     first = pattern(1)
     assert first == pattern(2) and {200, 500} == set(first)
+
+
+def test_a_bandwidth_cap_paces_each_download(emulator, auth, upload):
+    meta = upload("w.bin", b"w" * 2_000_000)
+    emulator.set_faults(bandwidth_bytes_per_s=10_000_000)
+    started = time.monotonic()
+    assert len(requests.get(meta["downloadUrl"], headers=auth, timeout=10).content) == 2_000_000
+    assert time.monotonic() - started >= 0.18
+
+
+@pytest.mark.parametrize(("mode", "status", "accepts"),
+                         [("honour", 206, "bytes"), ("ignore", 200, "bytes"), ("none", 200, "none")])
+def test_ranges_can_be_refused(emulator, auth, upload, mode, status, accepts):
+    meta = upload("r.bin", b"0123456789")
+    emulator.set_faults(ranges=mode)
+    got = requests.get(meta["downloadUrl"], headers={**auth, "Range": "bytes=2-5"}, timeout=10)
+    head = requests.head(meta["downloadUrl"], headers=auth, timeout=10)
+    assert (got.status_code, head.headers["Accept-Ranges"]) == (status, accepts)
+    assert head.headers["Content-Length"] == "10" and head.content == b""

@@ -39,5 +39,5 @@ def test_the_job_an_interrupted_create_made_is_found(client, job_body, lagging):
     made = client.create_job({**job_body(), "name": f"run.sh [{KEY}]"})["id"]
     ctx = SimpleNamespace(client=LaggingSearch(client) if lagging else client,
                           job_log=lambda job: structlog.get_logger())
-    assert find_remote(ctx, SimpleNamespace(reconcile_key=KEY)) == made
-    assert find_remote(ctx, SimpleNamespace(reconcile_key="burst-ci-never-created")) is None
+    assert find_remote(ctx, SimpleNamespace(reconcile_key=KEY, attempt=0)) == made
+    assert find_remote(ctx, SimpleNamespace(reconcile_key="burst-ci-never-created", attempt=0)) is None

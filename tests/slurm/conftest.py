@@ -228,6 +228,27 @@ class Cluster:
             time.sleep(0.5)
         raise AssertionError(f"jobs still on the node after {timeout}s: {busy}")
 
+    @staticmethod
+    def sacct(job_id: str) -> dict[str, str]:
+        """The job's allocation line in the accounting database (empty until slurmdbd has it)."""
+        names = ("JobID", "State", "ExitCode", "AllocTRES", "Account", "Comment")  # Comment last: it has '|'
+        allocation = () if "." in job_id else ("-X",)  # "41.batch": that step's line
+        out = subprocess.run(["sacct", *allocation, "-n", "-P", "-j", job_id, "-o", ",".join(names)],
+                             capture_output=True, text=True, timeout=20).stdout.strip()
+        return dict(zip(names, out.splitlines()[0].split("|", len(names) - 1), strict=True)) if out else {}
+
+    def wait_sacct(self, job_id: str, phase: str, timeout: float = 120.0) -> dict[str, str]:
+        """Wait until sacct has the job ended and its Comment in `phase` ("completed (exit 0)", ...)."""
+        deadline = time.monotonic() + timeout
+        record: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            record = self.sacct(job_id)
+            if record.get("State", "").split(" ")[0] in FINAL_STATES and \
+                    record.get("Comment", "").startswith(f"{phase} |"):
+                return record
+            time.sleep(0.5)
+        raise AssertionError(f"sacct never showed job {job_id} ended in phase {phase!r}: {record}")
+
     def wait_state(self, job_ids: list[str], state: str, timeout: float = 30.0) -> None:
         """Poll until every job is in `state` at the same time."""
         deadline = time.monotonic() + timeout

@@ -113,16 +113,44 @@ def _check(emulator, wd: Workdir, case: Case, scontrol_id: str, fields: dict[str
         problems.append(f"{case.kind} {scontrol_id}: output missing")
     if case.kind == "array" and f"array={array} task={task}" not in text:
         problems.append(f"array {scontrol_id}: wrong scheduler variables: {text!r}")
-    return problems
+    return problems + _accounted(emulator, case, scontrol_id, fields)
+
+
+def _accounted(emulator, case: Case, scontrol_id: str, fields: dict[str, str]) -> list[str]:
+    """What sacct says of the job: the state and exit code scontrol said, and the remote run's record.
+    A stopped job's signal is in its batch step, as for any Slurm job (the allocation line says 0:0)."""
+    job_id = fields["JobId"]
+    code = fields["ExitCode"].split(":")[0]
+    phase = "cancelled" if case.kind in ("scancel", "timeout") else \
+        "completed (exit 0)" if code == "0" else f"failed: the script exited with code {code}"
+    record = Cluster().wait_sacct(scontrol_id, phase)
+    stopped = case.kind in ("scancel", "timeout")
+    code = Cluster.sacct(f"{scontrol_id}.batch")["ExitCode"] if stopped else record["ExitCode"]
+    remote = remote_jobs(emulator, job_id)
+    # The relay keeps the record of a job that ended before its remote run with sacctmgr, which
+    # lowercases it (Slurm 22.05); of any other job with scontrol, exactly.
+    exact = (lambda text: text.lower()) if stopped else (lambda text: text)
+    wanted = {"State": fields["JobState"], "ExitCode": fields["ExitCode"],
+              "rescale": exact(remote[0].id) if len(remote) == 1 else f"one remote job, not {len(remote)}"}
+    found = {"State": record["State"].split(" ")[0], "ExitCode": code,
+             "rescale": dict(re.findall(r"(\S+?)=(\S+)", record["Comment"])).get("rescale")}
+    return [f"{case.kind} {job_id}: sacct {key} {found[key]!r}, expected {value!r}"
+            for key, value in wanted.items() if found[key] != value]
+
+
+def _squeue_comment(job_id: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%k"], capture_output=True, text=True,
+                          timeout=20).stdout.strip()
 
 
 def _cancel_when_printing(emulator, plan: list[tuple[Workdir, Case]]) -> None:
     for _wd, case in plan:
         if case.kind == "scancel":
             wait_until(lambda c=case: _printing(emulator, c.ids[0]), 300, "a job to cancel printing")
-            comment = subprocess.run(["squeue", "-h", "-j", case.ids[0], "-o", "%k"], capture_output=True,
-                                     text=True, timeout=20).stdout.strip()
-            assert comment.startswith("rescale "), comment  # what runs, in Slurm's own record
+            # Slurm's own record shows the phase once the agent's poll has seen it executing.
+            wait_until(lambda c=case: _squeue_comment(c.ids[0]).startswith("executing on "), 30,
+                       "the remote phase in squeue")
+            assert " | rescale=" in _squeue_comment(case.ids[0])
             assert subprocess.run(["scancel", case.ids[0]], timeout=20).returncode == 0
 
 

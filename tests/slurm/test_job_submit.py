@@ -43,7 +43,7 @@ def test_request_is_the_merged_request_command_line_first(cluster, workdir):
         "mem_per_node_mb": None, "mem_per_cpu_mb": 2048, "mem_per_gpu_mb": None,
         "gpus_per_node": None, "gpus_per_task": None, "gpus": None,
         "time_limit_minutes": 90, "exclusive": None, "job_name": "myjob", "account": None,
-        "partition": "rescale", "constraint": None, "workdir": str(workdir.path),
+        "partition": "rescale", "qos": None, "constraint": None, "workdir": str(workdir.path),
         "stdout": f"{workdir.path}/out-%j.txt", "stderr": None,
     }
     assert "stub relay: job" in cluster.wait_file(workdir.path / f"out-{job_id}.txt")
@@ -61,7 +61,7 @@ def test_the_translator_accepts_the_request_and_lets_it_win(cluster, workdir):
 def test_request_carries_nodes_gpus_exclusive_and_unlimited_time(cluster, workdir):
     workdir.write("job.sh", PLAIN)
     options = ["-N", "2", "-n", "4", "--gpus-per-node=2", "--gpus-per-task=1", "--exclusive", "--mem=0",
-               "--time=UNLIMITED", "-c", "3", "-A", "acct", "-C", "ib", "-J", "gpu job"]
+               "--time=UNLIMITED", "-c", "3", "-A", "physics", "-C", "ib", "-J", "gpu job"]
     job_id, _ = cluster.run_relay_job(workdir, "job.sh", *options)
     request = _request(workdir, job_id)
     keys = ("nodes", "ntasks", "cpus_per_task", "gpus_per_node", "gpus_per_task")
@@ -71,7 +71,7 @@ def test_request_carries_nodes_gpus_exclusive_and_unlimited_time(cluster, workdi
     assert (request["mem_per_node_mb"], request["exclusive"], request["time_limit_minutes"]) == (
         0, True, "UNLIMITED",
     )
-    assert (request["account"], request["constraint"], request["job_name"]) == ("acct", "ib", "gpu job")
+    assert (request["account"], request["constraint"], request["job_name"]) == ("physics", "ib", "gpu job")
     resolved = parse_script(PLAIN, scheduler="slurm", request_overrides=request).request
     assert (resolved.nodes, resolved.ntasks_per_node, resolved.gpus_per_node) == (2, 2, 2)
     assert resolved.whole_node_memory and resolved.walltime_unlimited and resolved.exclusive
@@ -96,10 +96,10 @@ def test_total_gpus_and_unset_values_are_null(cluster, workdir):
     assert request["job_name"] == "job.sh"
 
 
-def test_the_slurm_side_job_is_one_relay_not_requeued_and_charged(cluster, workdir):
+def test_the_slurm_side_job_is_one_relay_requeueable_and_charged(cluster, workdir):
     workdir.write("job.sh", SCRIPT)
     _, fields = cluster.run_relay_job(workdir, "job.sh", "-n", "8", "-c", "2")
-    assert fields["Requeue"] == "0"
+    assert fields["Requeue"] == "1"  # a requeued job's next run re-attaches to its remote job
     assert (fields["NumNodes"], fields["NumCPUs"], fields["NumTasks"]) == ("1", "1", "1")
     assert fields["Licenses"] == "rescale_cores:16"
     assert fields["AdminComment"] == "burst-agent"

@@ -133,7 +133,7 @@ def test_invalid_values_are_errors_with_line_and_directive(directive, why):
 
 
 def test_unknown_and_unmappable_options_warn_without_changing_the_shape():
-    parsed = parse_script("#!/bin/bash\n#SBATCH -n 4 --mail-type=ALL --frobnicate=1 -w n01 --qos=hi\nx\n")
+    parsed = parse_script("#!/bin/bash\n#SBATCH -n 4 --mail-type=ALL --frobnicate=1 -w n01 --wckey=hi\nx\n")
     assert parsed.request.ntasks == 4 and parsed.request.nodes is None
     assert len(parsed.warnings) == 4 and all(w.line == 2 for w in parsed.warnings)
 

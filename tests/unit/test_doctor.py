@@ -7,7 +7,9 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import pgkit
 import pytest
 
 from burst_agent import doctor
@@ -16,7 +18,8 @@ from burst_agent.doctor import Completed, Context, Host
 from burst_agent.rescale.errors import AuthenticationError, TransientError
 from burst_agent.secret import Token
 from burst_agent.spool import Spool
-from burst_agent.store import JobStore
+from burst_agent.store import MIGRATIONS, JobStore
+from burst_agent.stores import open_store
 
 SECRET = "s3cret-token-value-42"
 
@@ -221,6 +224,27 @@ def test_state_db_not_wal_warns_and_newer_schema_fails(tmp_path: Path):
     assert "newer than this burst-agent" in result.detail
 
 
+def test_state_db_on_postgres_reports_server_schema_and_writable(postgres_url: str):
+    config = {"agent": {"state_db": postgres_url}}
+    assert "no schema yet" in doctor.check_state_db(ctx(config)).detail
+    open_store(postgres_url).close()
+    result = doctor.check_state_db(ctx(config))
+    assert result.status == "ok"
+    server = pgkit.raw_rows(postgres_url, 'SHOW server_version')[0][0].split()[0]
+    assert f"PostgreSQL {server}, schema v{len(MIGRATIONS)}, writable" in result.detail
+
+
+def test_state_db_on_postgres_warns_of_a_password_in_the_url_and_never_shows_it(postgres_url: str):
+    passfile = dict(parse_qsl(urlsplit(postgres_url).query))["passfile"]
+    password = Path(passfile).read_text().split(":")[4].strip()
+    with_password = postgres_url.replace("burst_test@", f"burst_test:{password}@")
+    result = doctor.check_state_db(ctx({"agent": {"state_db": with_password}}))
+    assert result.status == "warning" and "holds a password" in result.detail
+    assert password not in result.detail + result.fix
+    unreachable = doctor.check_state_db(ctx({"agent": {"state_db": f"postgresql://a:{password}@127.0.0.1:1/x"}}))
+    assert unreachable.status == "failed" and password not in unreachable.detail
+
+
 # -- metrics port --------------------------------------------------------------------------------------
 
 IN_USE = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
@@ -276,7 +300,7 @@ def slurm_rows(host: Host) -> dict[str, doctor.Result]:
 
 def test_no_scontrol_gives_one_skipped_row():
     rows = [name for name, _ in doctor.checks_for(Host(which=lambda name: None)) if name.startswith("slurm")]
-    assert rows == ["slurm"]
+    assert rows == ["slurm", "slurm cluster"]  # the agent's own Slurm: tests/unit/test_doctor_ha.py
     assert doctor.no_slurm(Context(None)).detail.startswith("skipped: no Slurm on this host")
 
 
@@ -285,6 +309,7 @@ def test_slurm_checks_read_the_lua_next_to_slurm_conf(tmp_path: Path):
     nodes = {"sinfo -p cloud -h -o %T": Completed(0, "idle\nmixed\n")}
     rows = slurm_rows(slurm_host(tmp_path, {**PARTITION_UP, **nodes}))
     rows.pop("slurm core cap")  # its own tests: tests/unit/test_corecap_shell.py
+    rows.pop("slurm cluster")  # and tests/unit/test_doctor_ha.py
     assert {r.status for r in rows.values()} == {"ok"}
     assert rows["slurm partition"].detail == "cloud State=UP"
     assert rows["slurm relay"].detail == "/opt/ba/bin/burst-agent is executable by every user"
@@ -335,7 +360,9 @@ def test_a_crashing_check_is_a_failed_row_and_the_rest_still_run(monkeypatch):
 
     monkeypatch.setattr(doctor, "CHECKS", (("boom", boom), ("fine", lambda c: doctor.ok("yes"))))
     results = doctor.run_checks(Context(None, Host(which=lambda name: None)))
-    assert [(n, r.status) for n, r in results] == [("boom", "failed"), ("fine", "ok"), ("slurm", "ok")]
+    statuses = [(n, r.status) for n, r in results]
+    assert statuses[:3] == [("boom", "failed"), ("fine", "ok"), ("relay tcp", "warning")]
+    assert [n for n, _ in results][-2:] == ["slurm", "slurm cluster"]
     assert "RuntimeError: bug" in results[0][1].detail
 
 

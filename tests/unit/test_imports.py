@@ -21,17 +21,19 @@ LAYERS: dict[str, int] = {
     prefix: layer
     for layer, prefixes in enumerate((
         # 0 foundations: pure rules, records and leaf helpers every layer uses
-        ("", "arith", "command_wrapper", "config", "failpoints", "fsync", "inotify", "lifecycle",
-         "logsetup", "model", "record", "rejection", "relayproto", "request", "sdnotify", "secret",
-         "textable"),
+        ("", "arith", "command_wrapper", "config", "conncaps", "failpoints", "fsync", "inotify", "lifecycle",
+         "logsetup", "model", "mungeauth", "pgurl", "record", "rejection", "relayaddr", "relaynet",
+         "relayproto", "request", "sdnotify", "secret", "textable", "tiers"),
         # 1 libraries: the job language and its plan, staging, the Rescale client, the store's contract
-        ("dialects", "outpaths", "translate", "planning", "jobview", "staging", "rescale", "ledger"),
+        ("dialects", "outpaths", "translate", "planning", "jobview", "schedrecord", "report", "sacctsync",
+         "staging", "rescale", "ledger", "billing"),
         # 2 I/O shells: the agent's store, spool and metrics, the user-side relay, doctor's checks
-        ("store", "spool", "metrics", "relay", "doctor"),
-        # 3 the pipeline: one job's steps
-        ("pipeline",),
+        ("store", "pgstore", "stores", "spool", "metrics", "requeue", "relay", "doctor",
+         "doctorkit", "doctor_ha", "leadership"),
+        # 3 the pipeline: one job's steps; the billing reconciliation beside it
+        ("pipeline", "billing_sync"),
         # 4 the daemon: the agent, its socket server, the demo that runs one
-        ("agent", "relayserver", "demo"),
+        ("agent", "relayserver", "relaytcp", "demo"),
         # 5 the command line
         ("commands", "cli"),
     ))

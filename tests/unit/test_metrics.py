@@ -150,6 +150,17 @@ def test_remote_run_core_seconds_and_cost(metrics):
     assert value(metrics, "burst_agent_remote_run_seconds_count") == 1
 
 
+def test_cost_and_core_seconds_carry_on_from_the_store_after_a_restart(metrics, tmp_path):
+    with JobStore(tmp_path / "state.db", clock=lambda: 1000.0, synchronous="NORMAL") as store:
+        ran = make_job(store, "a", JobState.RUNNING, job_plan=plan(price_per_core_hour=Decimal("0.5")))
+        store.record_remote(ran.id, Remote(started_at=1000.0, finished_at=4600.0))  # 4 cores x 1 h
+        make_job(store, "b", JobState.RUNNING)  # still running: counted when it ends
+        assert metrics.seed_usage(store.jobs()) == 1
+    assert value(metrics, "burst_agent_remote_core_seconds_total", coretype="emerald") == 14400
+    assert value(metrics, "burst_agent_estimated_cost_total", coretype="emerald", project="") == 2.0
+    assert value(metrics, "burst_agent_remote_run_seconds_count") == 0  # the histogram starts afresh
+
+
 def test_job_record_helpers(metrics, tmp_path):
     with JobStore(tmp_path / "state.db", clock=lambda: 1000.0, synchronous="NORMAL") as store:
         job = make_job(store, "a", JobState.RUNNING,

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from burst_agent.lifecycle import JobState
-from burst_agent.pipeline.pacing import Scope, Work, fair_order, plan_dispatch, wait_estimate_s, waiting_note
+from burst_agent.pipeline.pacing import (
+    Scope,
+    Work,
+    fair_order,
+    next_due_s,
+    plan_dispatch,
+    wait_estimate_s,
+    waiting_note,
+)
 from burst_agent.rescale.ratelimit import FILE_ACCESS, JOB_SUBMISSION, JOBS_USAGE
 
 S = JobState
@@ -81,3 +93,33 @@ def test_wait_estimate_and_note():
     assert round(seconds) == round(37 * 3600 / 850)
     assert waiting_note(JOB_SUBMISSION, 37, seconds) == \
         "waiting for Rescale's submission budget: 37 jobs ahead, about 3 min"
+
+
+def test_starting_work_leaves_the_floor_of_a_scope_to_finishing_work():
+    works = [Work("create", S.STAGED, 1), Work("collect", S.STAGING_OUT, 1, since=5)]
+    plan = plan_dispatch(works, scopes(jobs_usage=31), {}, 0, start_floors={JOBS_USAGE: 30.0})
+    assert ids(plan.go) == ["collect"] and ids(plan.waiting[JOBS_USAGE]) == ["create"]
+    plan = plan_dispatch(works, scopes(jobs_usage=33), {}, 0, start_floors={JOBS_USAGE: 30.0})
+    assert ids(plan.go) == ["collect", "create"]  # a create and its tag: two tokens above the floor
+
+
+def test_a_stage_out_goes_only_with_the_tokens_of_its_fixed_part():
+    works = [Work("a", S.STAGING_OUT, 1), Work("b", S.STAGING_OUT, 2, since=1)]
+    plan = plan_dispatch(works, scopes(file_access=5), {}, 0)
+    assert ids(plan.go) == ["a"] and ids(plan.waiting[FILE_ACCESS]) == ["b"]  # exit code, log, archive
+    assert ids(plan_dispatch(works, scopes(file_access=6), {}, 0).go) == ["a", "b"]
+
+
+def test_a_stage_out_resumed_after_a_spent_scope_needs_one_token_of_it():
+    works = [Work("again", S.STAGING_OUT, 1, resumes=FILE_ACCESS), Work("new", S.STAGING_OUT, 2, since=1)]
+    plan = plan_dispatch(works, scopes(file_access=1), {}, 0)
+    assert ids(plan.go) == ["again"] and ids(plan.waiting[FILE_ACCESS]) == ["new"]
+
+
+def test_the_dispatcher_knows_when_the_first_waiting_work_has_its_tokens():
+    works = [Work("out", S.STAGING_OUT, 1), Work("create", S.STAGED, 2)]
+    fast = {**PLENTY, FILE_ACCESS: Scope(0.5, 3600), JOB_SUBMISSION: Scope(0, 7200)}
+    plan = plan_dispatch(works, fast, {}, 0)
+    assert next_due_s(plan, fast, {}) == pytest.approx(0.5)  # the create's submission token: 1 in 0.5 s
+    assert next_due_s(plan_dispatch(works[:1], fast, {}, 0), fast, {}) == pytest.approx(2.5)  # 3 tokens
+    assert next_due_s(plan_dispatch([], fast, {}, 0), fast, {}) == math.inf

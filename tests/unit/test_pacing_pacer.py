@@ -8,6 +8,7 @@ from stagekit import stage_context
 from burst_agent.config import RateLimits
 from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.dispatch import Pacer
+from burst_agent.pipeline.pacing import NOTE_REFRESH_S
 from burst_agent.rescale.ratelimit import JOB_SUBMISSION, RateBudgets
 
 NOW = [0.0]
@@ -15,7 +16,7 @@ NOW = [0.0]
 
 def pacer(per_hour: float = 850.0, burst: float = 1.0) -> Pacer:
     limits = RateLimits(job_submission_per_hour=per_hour, job_submission_burst=burst, target_fraction=1.0)
-    return Pacer(RateBudgets(limits, clock=lambda: NOW[0]))
+    return Pacer(RateBudgets(limits, clock=lambda: NOW[0]), clock=lambda: NOW[0])
 
 
 def test_only_the_job_let_go_for_a_create_may_create(tmp_path):
@@ -57,3 +58,23 @@ def test_a_long_wait_is_told_once_in_the_log_and_status_then_cleared(tmp_path):
         waiting = p.plan(jobs, lambda job: True).waiting[JOB_SUBMISSION][1]
         p.went_on(ctx, waiting)
         assert ctx.store.get(waiting.job_id).result.reason is None
+
+
+def test_a_waiting_job_has_its_status_told_again_as_its_place_moves_but_its_log_once(tmp_path):
+    out = tmp_path / "slurm-8.out"
+    with stage_context(tmp_path) as ctx:
+        jobs = [make_job(ctx.store, f"j{n}", JobState.STAGED, job_plan=plan(stdout_path=str(out)))
+                for n in range(4)]
+        p = pacer(per_hour=60.0)
+        p.tell_waiting(ctx, p.plan(jobs, lambda job: True))
+        gone, *_, last = p.plan(jobs, lambda job: True).waiting[JOB_SUBMISSION]
+        before = ctx.store.get(last.job_id).result.reason
+        jobs = [job for job in jobs if job.id != gone.job_id]  # one ahead of it went on
+        NOW[0] += NOTE_REFRESH_S
+        try:
+            p.tell_waiting(ctx, p.plan(jobs, lambda job: True))
+        finally:
+            NOW[0] -= NOTE_REFRESH_S
+        assert before.endswith("3 jobs ahead, about 3 min")
+        assert ctx.store.get(last.job_id).result.reason.endswith("2 jobs ahead, about 2 min")
+        assert out.read_text().count("burst-agent: waiting") == 3

@@ -86,6 +86,6 @@ def test_reconcile_key_and_table():
 def test_cost_so_far_uses_the_run_window():
     from burst_agent.jobview import cost_so_far
 
-    job = SimpleNamespace(plan=plan(cores_per_slot=4, slots=2),
+    job = SimpleNamespace(plan=plan(cores_per_slot=4, slots=2), attempt=0,
                           remote=Remote(started_at=0.0, finished_at=1800.0))
     assert cost_so_far(job, now=99999) == Decimal("0.4000")

@@ -19,6 +19,8 @@ PURE = [
     "burst_agent.dialects.slurm",
     "burst_agent.dialects.pbs",
     "burst_agent.dialects.units",
+    "burst_agent.tiers",
+    "burst_agent.billing",
 ]
 FORBIDDEN = {
     "os",

@@ -12,8 +12,10 @@ from burst_agent.rescale.ratelimit import (
     JOB_SUBMISSION,
     JOBS_USAGE,
     USER,
+    BudgetExhausted,
     RateBudgets,
     scope_for,
+    spending,
 )
 
 
@@ -39,6 +41,8 @@ def budgets(fake: FakeTime, **limits: float) -> RateBudgets:
     ("GET", "/jobs/{id}/submit/", JOBS_USAGE),
     ("POST", "/files/contents/", FILE_ACCESS), ("GET", "/files/{id}/contents/", FILE_ACCESS),
     ("GET", "/billing/computeprices/", BILLING),
+    ("GET", "/organizations/{org}/workspaces/{workspace}/billing/", BILLING),
+    ("GET", "/organizations/{org}/workspaces/{workspace}/billing/projects/{project}/csv/", BILLING),
     ("GET", "/coretypes/", USER), ("POST", "/organizations/{org}/jobs/{id}/project-assignment/", USER),
 ])
 def test_scope_by_method_and_endpoint(method, template, scope):
@@ -114,3 +118,43 @@ def test_old_config_names_still_read_and_both_names_are_refused():
     assert (limits.api.rate_limits.jobs_usage_per_hour, limits.api.rate_limits.user_per_hour) == (5, 7)
     with pytest.raises(ConfigError, match=r"rate_limits\.other_per_hour: the older name of user_per_hour"):
         config_from_mapping({"api": {"rate_limits": {"other_per_hour": 5, "user_per_hour": 7}}})
+
+
+def test_work_that_may_not_wait_raises_instead_of_sleeping():
+    fake = FakeTime()
+    b = budgets(fake, jobs_usage_burst=2, jobs_usage_per_hour=3600, target_fraction=1.0)
+    with spending("finish"):
+        b.acquire(JOBS_USAGE), b.acquire(JOBS_USAGE)
+        with pytest.raises(BudgetExhausted) as caught:
+            b.acquire(JOBS_USAGE)
+    assert (caught.value.scope, caught.value.wait_s, fake.sleeps) == (JOBS_USAGE, 1.0, [])
+    assert b.state(JOBS_USAGE).spent == 2
+
+
+def taken(b: RateBudgets, name: str) -> int:
+    """Tokens of jobs-usage that work of kind `name` takes before it must wait."""
+    with spending(name):
+        for n in range(1000):
+            try:
+                b.acquire(JOBS_USAGE)
+            except BudgetExhausted:
+                return n
+    raise AssertionError("never ran out")
+
+
+def test_starts_and_tails_leave_their_floor_to_the_work_that_goes_first():
+    fake = FakeTime()
+    b = budgets(fake, jobs_usage_burst=100)
+    assert [taken(b, "tail"), taken(b, "start"), taken(b, "finish")] == [80, 19, 1]  # floors 20, 1, 0
+
+
+def test_the_poll_and_a_cancel_reserve_and_sleep_where_a_start_would_wait():
+    fake = FakeTime()
+    b = budgets(fake, jobs_usage_burst=1, jobs_usage_per_hour=3600, target_fraction=1.0)
+    with spending("poll"):
+        b.acquire(JOBS_USAGE), b.acquire(JOBS_USAGE)
+    with spending("cancel"):
+        b.acquire(JOBS_USAGE)
+    assert fake.sleeps == [1.0, 1.0]  # each took the next token to come, slept for it
+    with spending("start"), pytest.raises(BudgetExhausted):
+        b.acquire(JOBS_USAGE)

@@ -49,7 +49,7 @@ def _ctx(tmp_path: Path, **agent: Any) -> SimpleNamespace:
     log_file.write_bytes(b"hello log\n")
     job = SimpleNamespace(id="j1", owner_uid=ME, plan=plan(stdout_path=str(log_file)), state=JobState.RUNNING,
                           terminal=False, remote=Remote(), remote_job_id=None, result=Result(),
-                          progress=Progress())
+                          progress=Progress(), attempt=0)
     store = SimpleNamespace(by_entry=lambda entry: job if entry == "mine" else None)
     return SimpleNamespace(config=config_from_mapping({"agent": agent}), store=store, log=_Log(),
                            spool=Spool(tmp_path / "spool").ensure(), clock=time.time)

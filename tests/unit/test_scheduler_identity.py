@@ -62,3 +62,9 @@ def test_an_array_tasks_output_pattern_gets_the_real_array_job_id():
     req = JobRequest(workdir="/w", job_id="41", array_task_id=1, stdout="slurm-%A_%a.out",
                      scheduler_env={"SLURM_ARRAY_JOB_ID": "40"})
     assert output_paths(None, "slurm", req, "ana")[1] == "/w/slurm-40_1.out"
+
+
+def test_the_account_slurm_charged_is_the_jobs_account_when_the_script_named_none():
+    request = complete_request({"workdir": "/w"}, SLURM_TASK, Path("/"))
+    assert request["account"] == "physics"  # Slurm's default for the user, not given to sbatch
+    assert complete_request({"workdir": "/w", "account": "chem"}, SLURM_TASK, Path("/"))["account"] == "chem"

@@ -14,6 +14,7 @@ from burst_agent.pipeline.cancel import vanished_reason
 from burst_agent.pipeline.collect import collect, final_state
 from burst_agent.pipeline.errors import PermanentJobError
 from burst_agent.rescale.errors import NotFoundError
+from burst_agent.rescale.ratelimit import BudgetExhausted
 
 S = JobState
 OUTPUT = b"result data\n"
@@ -110,3 +111,40 @@ def test_a_remote_job_gone_before_its_outputs_fails_the_job_and_quarantines_its_
         assert ctx.client.calls == [("iter_job_files", ("R-e",)), ("job_statuses", ("R-e",))]
         assert (job.state, job.result.reason) == (S.FAILED, vanished_reason("R-e"))
         assert (ctx.spool.failed / "e.reason").read_text().startswith(vanished_reason("R-e"))
+
+
+def test_outputs_come_over_as_many_ranges_as_the_config_says(tmp_path, out):
+    client, asked = client_for(b"0\n"), []
+    fetch = client.download_file
+    client.download_file = lambda file_id, dest, **kw: (asked.append(kw), fetch(file_id, dest))[1]
+    config = {"staging": {"range_connections": 3, "range_min_bytes": 1024}}
+    with stage_context(tmp_path, client, config) as ctx:
+        collect(ctx, staging_out(ctx, out))
+    outputs = [kw for kw in asked if "progress" in kw]  # not the exit code, fetched into memory
+    assert [(kw["range_connections"], kw["range_min_bytes"]) for kw in outputs] == [(3, 1024)]
+
+
+class SpentOnce(FakeClient):
+    """The file-access budget is spent at the first output's download (a worker may not wait for it)."""
+
+    spent = True
+
+    def download_file(self, file_id, dest, **checks):
+        if file_id == "o1" and self.spent:
+            self.spent = False
+            raise BudgetExhausted("file-access", 1.0)
+        return super().download_file(file_id, dest, **checks)
+
+
+def test_a_spent_budget_mid_stage_out_fails_no_file_and_the_next_pass_reads_no_exit_code_again(tmp_path, out):
+    client = SpentOnce(client_for(b"0\n").files, iter_job_files=client_for(b"0\n").answers["iter_job_files"])
+    with stage_context(tmp_path, client) as ctx:
+        job = staging_out(ctx, out)
+        with pytest.raises(BudgetExhausted):
+            collect(ctx, job)
+        job = collect(ctx, ctx.store.get(job.id))
+        assert (job.state, job.result.exit_code, job.result.reason) == (S.DONE, 0, None)
+        assert (out / "out" / "result.txt").read_bytes() == OUTPUT
+    assert not client.spent  # the first pass found the budget spent at o1 (recorded only when it goes)
+    assert client.calls == [("iter_job_files", ("R-e",)), ("download_file", ("x1",)),
+                            ("iter_job_files", ("R-e",)), ("download_file", ("o1",))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from jobkit import BODY, make_job, plan
 from stagekit import FakeClient, stage_context, walked
@@ -10,7 +12,7 @@ from burst_agent.lifecycle import JobState
 from burst_agent.pipeline.errors import PermanentJobError
 from burst_agent.pipeline.submit import RESTAGE_REASON, assign_project, create, submit, tag
 from burst_agent.record import Inputs
-from burst_agent.rescale.errors import NotFoundError, ValidationError
+from burst_agent.rescale.errors import AuthenticationError, NotFoundError, ValidationError
 
 S = JobState
 KEY = "burst-t-e"  # make_job's reconcile key for entry "e"
@@ -119,3 +121,44 @@ def test_a_refused_create_without_vanished_inputs_fails_at_once(ctx):
         create(ctx, make_job(ctx.store, "e", S.STAGED))  # INPUTS: nothing cached, nothing to check
     assert caught.value.stage == "create"
     assert ctx.client.names() == ["create_job"]
+
+
+def test_when_rescale_refuses_every_job_the_later_ones_wait_instead_of_failing(ctx):
+    ctx.client.answers.update(create_job=ValidationError("quota exhausted", status=400))
+    outcomes = []
+    for entry in "abcdef":
+        job = make_job(ctx.store, entry, S.STAGED)
+        try:
+            outcomes.append(create(ctx, job).state)
+        except PermanentJobError as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes == ["PermanentJobError"] * 4 + [S.HELD] * 2 and ctx.protection.active
+    assert "protected mode" in ctx.store.get(job.id).result.reason
+    ctx.client.answers.update(create_job={"id": "R1"})
+    assert create(ctx, make_job(ctx.store, "g", S.STAGED)).state is S.CREATED and not ctx.protection.active
+
+
+def _revoked(ctx, entries: str) -> list:
+    ctx.client.answers.update(create_job=AuthenticationError("token revoked", status=401), iter_jobs=[])
+    jobs = []
+    for entry in entries:
+        job = make_job(ctx.store, entry, S.STAGED)
+        with contextlib.suppress(AuthenticationError):
+            create(ctx, job)
+        jobs.append(ctx.store.get(job.id))
+    return jobs
+
+
+def test_a_revoked_token_holds_the_jobs_that_tried_once_protected_mode_begins(ctx):
+    jobs = _revoked(ctx, "abcde")
+    assert [job.state for job in jobs] == [S.CREATING] * 4 + [S.HELD] and ctx.protection.active
+    retried = create(ctx, jobs[0])  # its retry: no remote job, the probe is not due
+    assert retried.state is S.HELD and ctx.client.names().count("create_job") == 5
+
+
+def test_a_held_job_that_was_refused_before_reconciles_before_it_creates_again(ctx):
+    held = _revoked(ctx, "abcde")[-1]
+    ctx.client.answers.update(iter_jobs=[{"id": "R5", "name": f"sim [{held.reconcile_key}]"}])
+    job = create(ctx, ctx.store.record_reason(held.id, None))
+    assert (job.state, job.remote_job_id) == (S.CREATED, "R5")
+    assert ctx.client.names().count("create_job") == 5  # the refused five, none more

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from burst_agent.rescale.ratelimit import BudgetExhausted, current_spending, spending
 from burst_agent.staging.outputs import OutputItem, download_all
 from burst_agent.staging.safepath import STAGING_DIR_NAME
 
@@ -99,3 +100,31 @@ def test_downloads_overlap(tmp_path: Path) -> None:
 def test_invalid_concurrency_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="concurrency"):
         download_all([], download=FakeDownloader({}), concurrency=0, root=tmp_path)
+
+
+def test_a_file_whose_request_may_not_wait_is_deferred_not_failed(tmp_path: Path) -> None:
+    data = {"f1": b"one", "f2": b"two"}
+
+    def download(item: OutputItem, dest: Path) -> None:
+        if item.file_id == "f2":
+            raise BudgetExhausted("file-access", 2.0)
+        dest.write_bytes(data[item.file_id])
+
+    items = [_item("f1", "a", b"one"), _item("f2", "b", b"two")]
+    with pytest.raises(BudgetExhausted):
+        download_all(items, download=download, concurrency=2, root=tmp_path)
+    assert (tmp_path / "a").read_bytes() == b"one" and not (tmp_path / "b").exists()
+    report = download_all(items, download=FakeDownloader(data), concurrency=2, root=tmp_path)
+    assert (report.unchanged, report.done, report.failed) == ([PurePosixPath("a")], [PurePosixPath("b")], [])
+
+
+def test_each_fetch_spends_as_its_caller_does(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def download(item: OutputItem, dest: Path) -> None:
+        seen.append(current_spending().name)
+        dest.write_bytes(b"x")
+
+    with spending("finish"):
+        download_all([_item("f1", "a", b"x")], download=download, concurrency=2, root=tmp_path)
+    assert seen == ["finish"]

@@ -1,16 +1,20 @@
-"""Job store: persistence across reopen, atomic transitions with history, caches, schema and WAL."""
+"""Job store, on both backends (SQLite, PostgreSQL): persistence across reopen, atomic transitions with
+history, caches, schema; SQLite's WAL."""
 
-import sqlite3
 import threading
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from jobkit import make_job, plan
+from pgkit import raw_rows, server
 
+import burst_agent.pgstore as pgstore_module
 import burst_agent.store as store_module
 from burst_agent.lifecycle import IllegalTransition, JobState
 from burst_agent.record import Origin, Remote
 from burst_agent.store import MIGRATIONS, DuplicateJob, JobStore, StoreError, UnknownJob, new_job_id
+from burst_agent.stores import open_store
 
 S = JobState
 
@@ -25,13 +29,13 @@ class Clock:
 
 
 @pytest.fixture
-def db(tmp_path):
-    return tmp_path / "state" / "agent.db"
+def db(state_location):
+    return state_location
 
 
 @pytest.fixture
 def store(db):
-    with JobStore(db, clock=Clock()) as s:
+    with open_store(db, clock=Clock()) as s:
         yield s
 
 
@@ -49,7 +53,7 @@ def test_add_and_reopen_keeps_every_field(store, db):
     job = make_job(store, "e1", S.TAGGED, job_plan=plan(price_per_core_hour=Decimal("0.0425")),
                    remote_job_id="AbCdE", scheduler_job_id="42", owner_name="ann", partition="rescale")
     store.close()
-    with JobStore(db) as again:
+    with open_store(db) as again:
         got = again.get(job.id)
     assert got == job
     assert (got.entry, got.origin.scheduler_job_id, got.state) == ("e1", "42", S.TAGGED)
@@ -123,7 +127,7 @@ def test_non_terminal_and_active_remote_after_reopen(store, db):
     add(store, "f")
     walk(store, done.id, S.FAILED)
     store.close()
-    with JobStore(db) as again:
+    with open_store(db) as again:
         assert [j.entry for j in again.non_terminal()] == ["r", "f"]
         assert [j.remote_job_id for j in again.active_remote()] == ["R9"]
         assert again.by_remote_id("R9").id == running.id
@@ -142,7 +146,7 @@ def test_upload_cache(store, db):
     assert store.cached_upload("sha256:ab") is None
     store.remember_upload("sha256:ab", "FILE1", 1 << 30)
     store.close()
-    with JobStore(db) as again:
+    with open_store(db) as again:
         hit = again.cached_upload("sha256:ab")
         assert (hit.remote_file_id, hit.size) == ("FILE1", 1 << 30)
         again.forget_upload("sha256:ab")
@@ -159,19 +163,24 @@ def test_downloads_resume(store):
     assert [d.done for d in store.downloads(job.id)] == [True, False]
 
 
-def test_wal_mode_and_schema_version(store):
-    assert store.pragma("journal_mode") == "wal"
-    assert store.pragma("synchronous") == 2  # FULL
-    assert store.schema_version == len(MIGRATIONS)
+def test_wal_mode_and_synchronous_full(tmp_path):
+    with JobStore(tmp_path / "s.db") as store:
+        assert store.pragma("journal_mode") == "wal"
+        assert store.pragma("synchronous") == 2  # FULL
+
+
+def test_schema_version_is_the_same_on_both_backends(store):
+    assert store.schema_version == len(MIGRATIONS) == pgstore_module.FIRST_VERSION + len(
+        pgstore_module.MIGRATIONS) - 1
 
 
 def test_refuses_newer_schema(db):
-    JobStore(db).close()
-    conn = sqlite3.connect(db)
-    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    conn.close()
+    open_store(db).close()
+    newer = len(MIGRATIONS) + 1
+    raw_rows(db, f"PRAGMA user_version={newer}" if isinstance(db, Path) else
+             f"UPDATE schema_version SET version = {newer}")
     with pytest.raises(StoreError, match="newer"):
-        JobStore(db)
+        open_store(db)
 
 
 def test_writes_from_threads(store):
@@ -191,41 +200,42 @@ def test_job_ids_sort_by_time():
 
 def test_every_write_is_committed_before_return(store, db):
     make_job(store, "e", S.CREATED, remote_job_id="R7")
-    other = sqlite3.connect(db)
-    try:
-        assert other.execute("SELECT remote_job_id FROM jobs").fetchall() == [("R7",)]
-    finally:
-        other.close()
+    assert raw_rows(db, "SELECT remote_job_id FROM jobs") == [("R7",)]
 
 
 def test_appended_migration_runs_exactly_once(db, monkeypatch):
-    JobStore(db).close()
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, "CREATE TABLE extra (x INTEGER)"))
-    with JobStore(db) as upgraded:
+    open_store(db).close()
+    module = store_module if isinstance(db, Path) else pgstore_module
+    monkeypatch.setattr(module, "MIGRATIONS", (*module.MIGRATIONS, "CREATE TABLE extra (x INTEGER)"))
+    with open_store(db) as upgraded:
         assert upgraded.schema_version == len(MIGRATIONS) + 1
-    with JobStore(db) as again:
+    with open_store(db) as again:
         assert again.schema_version == len(MIGRATIONS) + 1
+    assert raw_rows(db, "SELECT x FROM extra") == []
 
 
-def test_swap_meta_returns_the_previous_value_and_survives_reopening(tmp_path):
-    with JobStore(tmp_path / "s.db") as first:
+def test_swap_meta_returns_the_previous_value_and_survives_reopening(db):
+    with open_store(db) as first:
         assert first.swap_meta("last_start", "1.5") is None
         assert first.swap_meta("last_start", "2.5") == "1.5"
-    with JobStore(tmp_path / "s.db") as again:
+    with open_store(db) as again:
         assert again.swap_meta("last_start", "3.5") == "2.5"
 
 
-def test_processes_creating_the_same_database_at_once_all_open_it(tmp_path):
+def test_processes_creating_the_same_database_at_once_all_open_it(db):
     # The first switch to WAL needs an exclusive lock, and SQLite answers "locked" at once (no busy wait)
     # when another connection is creating the same file: the agent and `status` starting together.
+    # PostgreSQL: the migrations wait for each other on the write lock.
     errors: list[BaseException] = []
-    for n in range(30):
+    fresh = [db.with_name(f"race-{n}.db") for n in range(30)] if isinstance(db, Path) else \
+        [server().new_database() for _ in range(5)]
+    for location in fresh:
         barrier = threading.Barrier(4)
 
-        def open_it(path=tmp_path / f"race-{n}.db", barrier=barrier):
+        def open_it(location=location, barrier=barrier):
             barrier.wait()
             try:
-                JobStore(path).close()
+                open_store(location).close()
             except BaseException as exc:
                 errors.append(exc)
 

@@ -1,12 +1,15 @@
-"""Migration 5: an agent upgraded mid-job resumes every job at the step it had reached."""
+"""Migration 5: an agent upgraded mid-job resumes every job at the step it had reached; PostgreSQL's
+migrations make the schema SQLite's make."""
 
 import json
 import sqlite3
 
 import pytest
+from pgkit import raw_rows
 
 from burst_agent.lifecycle import JobState
 from burst_agent.store import MIGRATIONS, JobStore
+from burst_agent.stores import open_store
 
 S = JobState
 SPEC = {"body": {"name": "j", "jobanalyses": []}, "script": "echo hi\n", "delivery": "relay",
@@ -59,3 +62,27 @@ def test_old_columns_become_the_plan_and_the_inputs(tmp_path):
     assert (job.plan.script, job.plan.body, job.origin.partition) == ("echo hi\n", SPEC["body"], "rescale")
     inputs = job.inputs
     assert (inputs.file_ids, inputs.cached, inputs.placement) == (("F1", "F9"), {"F9": "sha256:k"}, "mv x y")
+
+
+# (table, column or index, "not null" / "null" / "index") of a store's schema; a primary key is NOT NULL.
+SCHEMA_SQL = {
+    "sqlite": "SELECT m.name, p.name, CASE WHEN p.\"notnull\" OR p.pk THEN 'not null' ELSE 'null' END"
+              " FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'"
+              " AND m.name NOT LIKE 'sqlite%' UNION SELECT tbl_name, name, 'index' FROM sqlite_master"
+              " WHERE type = 'index' AND sql IS NOT NULL",
+    "postgres": "SELECT table_name, column_name, CASE is_nullable WHEN 'NO' THEN 'not null' ELSE 'null' END"
+                " FROM information_schema.columns WHERE table_schema = current_schema()"
+                " AND table_name <> 'schema_version'"
+                " UNION SELECT tablename, indexname, 'index' FROM pg_indexes"
+                " WHERE schemaname = current_schema() AND indexdef NOT LIKE 'CREATE UNIQUE%'",
+}
+
+
+def test_both_backends_make_the_same_tables_columns_and_indexes(tmp_path, postgres_url):
+    open_store(tmp_path / "s.db").close()
+    open_store(postgres_url).close()
+    sqlite_schema = {tuple(map(str, row)) for row in raw_rows(tmp_path / "s.db", SCHEMA_SQL["sqlite"])}
+    postgres_schema = {tuple(map(str, row)) for row in raw_rows(postgres_url, SCHEMA_SQL["postgres"])}
+    assert len(sqlite_schema) > 40
+    assert sqlite_schema == postgres_schema
+

@@ -30,24 +30,37 @@ def test_a_new_executing_job_is_due_at_once_and_a_finished_one_is_forgotten():
     assert list(plan.slots) == ["b"]
 
 
-def test_empty_tails_double_the_interval_up_to_the_maximum():
+def test_empty_tails_double_the_interval_of_a_job_that_printed_up_to_the_maximum():
     plan = TailPlan(policy(cycle_s=1.0), 0.0)
     plan.sync(["a"], 0.0)
+    plan.tailed("a", 0.0, grew=True)
     intervals = []
-    for now in (0.0, 10.0, 30.0, 70.0, 150.0, 310.0, 610.0):
+    for now in (5.0, 15.0, 35.0, 75.0, 155.0, 315.0, 615.0):
         assert plan.ranked(now) == ["a"]
         plan.tailed("a", now, grew=False)
         intervals.append(plan.slots["a"].interval)
     assert intervals == [10, 20, 40, 80, 160, 300, 300]
 
 
+def test_a_job_that_never_printed_backs_off_fivefold():
+    plan = TailPlan(policy(cycle_s=1.0), 0.0)
+    plan.sync(["a"], 0.0)
+    intervals = []
+    for now in (0.0, 25.0, 150.0):
+        assert plan.ranked(now) == ["a"]
+        plan.tailed("a", now, grew=False)
+        intervals.append(plan.slots["a"].interval)
+    assert intervals == [25, 125, 300]
+
+
 def test_new_bytes_bring_a_silent_job_back_to_the_minimum_interval():
     plan = TailPlan(policy(), 0.0)
     plan.sync(["a"], 0.0)
-    for now in (0.0, 10.0, 30.0):
+    plan.tailed("a", 0.0, grew=True)
+    for now in (5.0, 15.0):
         plan.tailed("a", now, grew=False)
-    plan.tailed("a", 70.0, grew=True)
-    assert plan.slots["a"].interval == 5 and plan.slots["a"].due == 75.0
+    plan.tailed("a", 35.0, grew=True)
+    assert plan.slots["a"].interval == 5 and plan.slots["a"].due == 40.0
 
 
 def test_a_printing_job_comes_back_every_interval_on_average_whatever_the_cycle():
@@ -59,7 +72,7 @@ def test_a_printing_job_comes_back_every_interval_on_average_whatever_the_cycle(
 def test_1000_silent_jobs_never_spend_more_than_the_budget():
     plan = TailPlan(policy(per_hour=3600.0), 0.0)
     plan.sync([str(n) for n in range(1000)], 0.0)
-    assert len(run(plan, 3600.0)) <= plan.policy.capacity + 3600
+    assert len(run(plan, 3600.0)) <= plan.policy.capacity + 3600 + 1000  # one token each new job brings
 
 
 def test_1000_silent_jobs_once_backed_off_cost_about_one_tail_per_maximum_interval():
@@ -93,7 +106,9 @@ def test_under_a_tight_budget_printing_jobs_take_turns():
 
 
 def test_a_tail_spends_as_many_tokens_as_it_made_requests():
-    plan = TailPlan(policy(per_hour=360.0), 0.0)  # a bucket of two tokens
-    plan.sync(["a", "b"], 0.0)
+    plan = TailPlan(policy(per_hour=360.0), 0.0)  # a bucket of two tokens, and one the new job brings
+    plan.sync(["a"], 0.0)
     plan.tailed("a", 0.0, grew=False, calls=2)  # run id listed, then the log read
+    assert plan.has_budget()
+    plan.tailed("a", 0.0, grew=False, calls=1)
     assert not plan.has_budget()

@@ -111,7 +111,8 @@ def test_body_shape_follows_the_create_job_doc():
         input_file_ids=["abc", {"id": "t", "decompress": True}],
         env={"SITE": "x"},
     ).body
-    assert set(body) == {"name", "jobanalyses"} and body["name"] == "demo"
+    assert set(body) == {"name", "billingPriorityValue", "jobanalyses"} and body["name"] == "demo"
+    assert body["billingPriorityValue"] == "INSTANT"  # the default tier, on-demand-priority
     ja = body["jobanalyses"][0]
     assert set(ja) == {"analysis", "command", "hardware", "inputFiles", "envVars"}
     assert set(ja["hardware"]) == {"coreType", "coresPerSlot", "slots", "walltime"}

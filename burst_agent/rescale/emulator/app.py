@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from burst_agent.rescale.emulator import billing, files_api, jobs_api
+from burst_agent.rescale.emulator import billing, bills, files_api, jobs_api
 from burst_agent.rescale.emulator.context import Context
 from burst_agent.rescale.emulator.faults import FaultInjector
 from burst_agent.rescale.emulator.http import ApiError, error_response, json_body, json_response, paginate
@@ -75,6 +75,13 @@ ROUTES: tuple[tuple[str, tuple[str, ...], View, bool], ...] = (
     (f"{API}/files/<file_id>/tags/", ("GET", "POST", "DELETE"), files_api.file_tags, True),
     (f"{API}/users/me/projects/", ("GET",), jobs_api.projects, True),
     (f"{API}/billing/computeprices/", ("GET",), billing.compute_prices, True),
+    (f"{API}/organizations/<org>/workspaces/<workspace>/billing/", ("GET",), bills.workspace_summary, True),
+    (
+        f"{API}/organizations/<org>/workspaces/<workspace>/billing/projects/<project_id>/csv/",
+        ("GET",),
+        bills.project_csv,
+        True,
+    ),
     (
         f"{API}/organizations/<org>/jobs/<job_id>/project-assignment/",
         ("GET", "POST"),

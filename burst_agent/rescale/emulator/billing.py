@@ -11,10 +11,13 @@ from burst_agent.rescale.emulator.context import Context
 from burst_agent.rescale.emulator.http import paginate
 
 # (os, plan, factor on the coretype's on-demand `price`). The catalogue carries one on-demand price;
-# the "pro" plan markup is an emulator convention (Rescale's own ratio differs by coretype).
+# the "pro" plan markup and the "reserved" plan's discount are emulator conventions (Rescale's own
+# ratios differ by coretype, and the document names no plan for reserved hardware): a site prices
+# the reserved tier from a plan it names (translate.priority_tiers.plan_prices).
 PLANS: tuple[tuple[str, str, Decimal], ...] = (
     ("linux", "2021-on-demand", Decimal(1)),
     ("linux", "2021-on-demand-pro", Decimal("1.25")),
+    ("linux", "2021-reserved", Decimal("0.6")),
 )
 _FOUR_PLACES = Decimal("0.0001")
 

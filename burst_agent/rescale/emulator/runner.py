@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from burst_agent.rescale.emulator.files import ARCHIVE_MODES, extract_archive, md5_of
@@ -35,6 +36,7 @@ STOP_MODES: dict[str, tuple[str, float | None, bool]] = {
     "shutdown": ("Job shut down by user; output files were discarded", 0.0, False),
     "walltime": ("Exceeds job walltime", None, True),
     "emulator": ("Emulator shutting down", 0.0, False),
+    "no_capacity": ("Could not allocate compute resources", 0.0, False),
 }
 
 
@@ -52,6 +54,7 @@ class JobRunner:
         self.step = step_seconds
         self.grace = stop_grace_seconds
         self._closing = threading.Event()
+        self.no_capacity: Callable[[], tuple[str, ...]] = lambda: ()  # coretypes (the fault settings')
         self._suspending = False  # shutdown(suspend=True): leave jobs as they are, for a reload
 
     def submit(self, job: Job) -> None:
@@ -75,6 +78,11 @@ class JobRunner:
         if job.stop_mode is None:
             shutil.rmtree(self.jobs_dir / job.id / "work", ignore_errors=True)
             job.work_dir = None
+            # Outputs the first run had recorded just before the stop are gone with its sandbox.
+            with self.store.lock:
+                for file_id in job.output_file_ids:
+                    self.store.files.pop(file_id, None)
+                job.output_file_ids = []
         target = self._drive if job.stop_mode is None else self._complete
         job.thread = threading.Thread(target=target, args=(job,), name=f"job-{job.id}", daemon=True)
         job.thread.start()
@@ -124,6 +132,9 @@ class JobRunner:
                     job.add_status(job_status)
                 if cluster_status:
                     job.add_cluster_status(cluster_status)
+                if cluster_status == "Starting" and _coretype(job) in self.no_capacity():
+                    job.stop_mode = "no_capacity"
+                    return False
         return True
 
     def _prepare_sandbox(self, job: Job) -> dict[str, tuple[int, int]]:
@@ -260,3 +271,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
                 continue
             found[path.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
     return found
+
+
+def _coretype(job: Job) -> str:
+    return str((job.analyses[0].get("hardware") or {}).get("coreType") or "") if job.analyses else ""

@@ -181,6 +181,7 @@ def start_emulator(data_dir: Path | str, token: str | Token, **options: Any) -> 
     app = EmulatorApp(ctx, secret.reveal(), recorder)
     injector = FaultInjector(app, faults)
     app.faults = injector
+    runner.no_capacity = lambda: injector.settings.no_capacity
     server = _make_server(opts.host, opts.port, RecordingMiddleware(injector, recorder))
     host, port = server.socket.getsockname()[:2]
     handle = EmulatorHandle(

@@ -10,6 +10,8 @@ from burst_agent.rescale.emulator.catalogue import Catalogue
 # Rescale enforces a workspace maximum walltime; the emulator uses 30 days. It also catches a
 # walltime sent in seconds by mistake (1 h * 3600 = 3600 > 720).
 MAX_WALLTIME_HOURS = 720
+# The document's job-level billingPriorityValue options (null: the field's default, None).
+BILLING_PRIORITIES = ("INSTANT", "ON_DEMAND", "RESERVED")
 REQUIRED = "This field is required."
 BLANK = "This field may not be blank."
 
@@ -18,6 +20,10 @@ Errors = dict[str, list[str]]
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else type(value).__name__
 
 
 def _is_number(value: Any) -> bool:
@@ -63,6 +69,10 @@ class _Checker:
         self.string(body, "name", "name")
         for key in ("isLowPriority", "isTemplateDryRun", "includeNominalRun"):
             self.boolean(body, key, key)
+        priority = body.get("billingPriorityValue")
+        if priority is not None and priority not in BILLING_PRIORITIES:
+            self.add("billingPriorityValue", f"{_shown(priority)} is not a valid choice; expected one of "
+                                             f"{', '.join(BILLING_PRIORITIES)}.")
         if body.get("projectId") is not None and (
             not isinstance(body["projectId"], str) or not self.project_exists(body["projectId"])
         ):
