@@ -50,6 +50,7 @@ ORPHAN_CHECK_S = 30.0
 # Started again this soon after a crash: the rate budgets start empty (no fresh burst per restart).
 RESTART_WINDOW_S = 60.0
 PRUNE_INTERVAL_S = 3600.0
+CATALOGUE_CHECK_S = 600.0  # the catalogue (and its copy for size-charges) is refetched hourly
 # Claimed entries nobody recorded (a deposed leader's last claim, a store error mid-intake): recorded
 # again this often, not only at start.
 RECLAIM_S = 30.0
@@ -259,6 +260,14 @@ class Agent:
             self.ctx.log.info("pruned expired spool copies of finished relay jobs", logs=report.logs,
                               results=report.results)
 
+    def catalogue_cycle(self) -> None:
+        """Fetch the catalogue once it is stale, jobs or not: `burst-agent size-charges` sizes held jobs
+        from its copy (cataloguecopy.py) before any of them reaches the agent."""
+        try:
+            self.ctx.catalogue.get()
+        except Exception as exc:  # the next cycle, or the next job's intake, tries again
+            self.ctx.log.warning("catalogue fetch failed", error=str(exc))
+
     def healthy(self) -> bool:
         """The intake loop and the poll loop both ran recently (they may fail; they must not hang)."""
         now, cfg = time.monotonic(), self.ctx.config.agent
@@ -327,6 +336,8 @@ class Agent:
         self._scheduler.add_job(self.tail_cycle, "interval", seconds=cfg.log_tail_interval_s, id="tail")
         self._scheduler.add_job(self.orphan_cycle, "interval", seconds=ORPHAN_CHECK_S, id="orphans")
         self._scheduler.add_job(self.prune_cycle, "interval", seconds=PRUNE_INTERVAL_S, id="prune")
+        self._scheduler.add_job(self.catalogue_cycle, "interval", seconds=CATALOGUE_CHECK_S, id="catalogue",
+                                next_run_time=datetime.now(UTC))
         if self.ctx.config.spending.billing_reconcile_interval_s:  # actual cost from Rescale's bill
             self._scheduler.add_job(run_cycle, "interval", args=(BillingSync(), self.ctx), id="billing",
                                     seconds=self.ctx.config.spending.billing_reconcile_interval_s)

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "the agent's jobs: state, hardware, age, estimated cost"),
     "report": ("report", "a month's remote runs per account, user, coretype or project: core-hours, cost"),
     "sacct-sync": ("sacct_sync", "as root, from cron: each billed job's actual cost into its Slurm record"),
+    "size-charges": ("size_charges", "as SlurmUser: set each held burst job's cloud-core charge, release it"),
     "relay": ("relay", "inside a Slurm/PBS job, as the user: hand the job to the agent and mirror it"),
     "deliver": ("deliver", "from the scheduler's epilog, as the job's owner: finish a dead relay's work"),
     "cancel": ("cancel", "stop a job (its remote job is stopped, outputs so far still come back)"),

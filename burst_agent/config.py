@@ -321,6 +321,9 @@ class FailoverConfig:
     """Capacity failover: a job Rescale cannot place runs again on the next cheapest coretype that fits."""
 
     fallbacks: int = _range(0, 5, default=2)  # next cheapest coretypes each plan keeps; 0: no failover
+    # Only fallbacks with the job's own core count: a charge sized at submission (job_submit.lua
+    # SIZE_CHARGE, burst-agent size-charges) then stays exact whichever coretype runs.
+    same_cores: bool = False
     # A Completed job that never executed, whose statusReason contains one of these (any case), found
     # no capacity: it is created again on its next coretype.
     reasons: tuple[str, ...] = ("could not allocate compute resources", "insufficient capacity",

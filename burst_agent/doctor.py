@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from burst_agent import doctor_ha
+from burst_agent import doctor_ha, doctor_sizing
 from burst_agent.config import (
     DEFAULT_CONFIG,
     LICENSE_NAME,
@@ -29,6 +29,7 @@ from burst_agent.doctorkit import (
     Host,
     Result,
     Status,
+    burst_partitions,
     failed,
     first_line,
     ok,
@@ -378,11 +379,6 @@ def _lua_path(ctx: Context) -> Path:
     return Path(conf).parent / "job_submit.lua"
 
 
-def _partitions(ctx: Context) -> list[str]:
-    names = (ctx.lua_settings or {}).get("RESCALE_PARTITIONS") or "rescale"
-    return [p.strip() for p in names.split(",") if p.strip()]
-
-
 def check_slurm_plugin(ctx: Context) -> Result:
     done = ctx.host.run(["scontrol", "show", "config"], COMMAND_TIMEOUT_S)
     if done.returncode != 0:
@@ -398,12 +394,12 @@ def check_slurm_plugin(ctx: Context) -> Result:
                   "then restart slurmctld")
 
 
-LUA_SETTING = re.compile(r'^local\s+([A-Z_]+)\s*=\s*(?:"([^"]*)"|(nil)\b)', re.MULTILINE)
+LUA_SETTING = re.compile(r'^local\s+([A-Z_]+)\s*=\s*(?:"([^"]*)"|(nil)\b|(true|false)\b)', re.MULTILINE)
 
 
 def lua_settings(text: str) -> dict[str, str | None]:
-    """The plugin's `local NAME = "value"` and `local NAME = nil` settings (nil: None)."""
-    return {name: None if nil else value for name, value, nil in LUA_SETTING.findall(text)}
+    """The plugin's `local NAME = "value"`, `= true`/`= false` and `= nil` settings (nil: None)."""
+    return {name: None if nil else value or flag for name, value, nil, flag in LUA_SETTING.findall(text)}
 
 
 def check_slurm_lua(ctx: Context) -> Result:
@@ -417,12 +413,12 @@ def check_slurm_lua(ctx: Context) -> Result:
         return failed(f"{path} is not burst-agent's plugin", f"merge it with burst-agent's: {install}")
     ctx.lua_path = path
     ctx.lua_settings = lua_settings(text)
-    return ok(f"{path}: burst-agent plugin, partitions {','.join(_partitions(ctx))}")
+    return ok(f"{path}: burst-agent plugin, partitions {','.join(burst_partitions(ctx))}")
 
 
 def check_slurm_partition(ctx: Context) -> Result:
     states = []
-    for name in _partitions(ctx):
+    for name in burst_partitions(ctx):
         done = ctx.host.run(["scontrol", "show", "partition", name], COMMAND_TIMEOUT_S)
         if done.returncode != 0:
             return failed(f"partition {name}: {first_line(done.stderr)}",
@@ -439,7 +435,7 @@ def check_slurm_partition(ctx: Context) -> Result:
 
 def check_slurm_nodes(ctx: Context) -> Result:
     rows = []
-    for name in _partitions(ctx):
+    for name in burst_partitions(ctx):
         done = ctx.host.run(["sinfo", "-p", name, "-h", "-o", "%T"], COMMAND_TIMEOUT_S)
         if done.returncode != 0:
             return failed(f"sinfo -p {name}: {first_line(done.stderr)}", "is slurmctld running?")
@@ -553,6 +549,7 @@ SLURM_CHECKS: tuple[tuple[str, Check], ...] = (
     ("slurm relay", check_slurm_relay),
     ("slurm spool", check_slurm_spool),
     ("slurm core cap", check_core_cap),
+    *doctor_sizing.SLURM_CHECKS,
 )
 
 

@@ -180,3 +180,9 @@ Check = Callable[[Context], Result]
 
 def first_line(text: str, default: str = "no output") -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), default)
+
+
+def burst_partitions(ctx: Context) -> list[str]:
+    """The partitions job_submit.lua bursts (its RESCALE_PARTITIONS; "rescale" when unread)."""
+    names = (ctx.lua_settings or {}).get("RESCALE_PARTITIONS") or "rescale"
+    return [p.strip() for p in names.split(",") if p.strip()]

@@ -96,7 +96,7 @@ def _named(body: Mapping[str, Any], reconcile_key: str, attempt: int) -> dict[st
 
 def decide(
     facts: EntryFacts, catalogue: Sequence[Coretype], translate_cfg: Any, *, reconcile_key: str,
-    projects: Mapping[str, str], keep_outputs: str = "all", fallbacks: int = 0,
+    projects: Mapping[str, str], keep_outputs: str = "all", fallbacks: int = 0, same_cores: bool = False,
 ) -> tuple[Plan, tuple[ScriptWarning, ...]]:
     """The plan (and the script's warnings). Raises TranslateError, EntryRejected or ValueError."""
     mode = delivery_of(facts)
@@ -105,7 +105,7 @@ def decide(
     sid = facts.scheduler_job_id
     result = translate(parsed, catalogue, translate_cfg, job_name_hint=facts.name,
                        job_ids={"job_id": sid} if sid else None, keep_outputs=keep_outputs,
-                       fallbacks=fallbacks)
+                       fallbacks=fallbacks, same_cores=same_cores)
     body = _named(result.body, reconcile_key, 0)
     spare = tuple(replace(hw, body=_named(hw.body, reconcile_key, n))
                   for n, hw in enumerate(result.fallbacks, start=1))

@@ -295,11 +295,13 @@ def translate(
     job_ids: Mapping[str, str] | None = None,
     keep_outputs: str = "all",
     fallbacks: int = 0,
+    same_cores: bool = False,
 ) -> TranslationResult:
     """Pick the hardware and build the POST /api/v2/jobs/ body for a parsed script.
 
     `keep_outputs` is staging.keep_outputs_on_rescale (which outputs stay on Rescale once packed);
-    `fallbacks` how many next cheapest coretypes to keep for capacity failover (failover.fallbacks)."""
+    `fallbacks` how many next cheapest coretypes to keep for capacity failover (failover.fallbacks),
+    with `same_cores` only those whose shape has the first choice's core count (failover.same_cores)."""
     req = parsed.request
     tier = choose_tier(parsed, cfg.priority_tiers)
     ranked = ranked_hardware(req, catalogue, cfg, tier)
@@ -342,7 +344,8 @@ def translate(
         }
         return {"name": name, "billingPriorityValue": TIERS[tier].billing_priority, "jobanalyses": [analysis]}
 
-    spare = [c for c in ranked[1:] if c.cores_per_slot * c.slots <= cfg.max_cores_per_job][:fallbacks]
+    spare = [c for c in ranked[1:] if c.cores_per_slot * c.slots <= cfg.max_cores_per_job
+             and (not same_cores or c.cores_per_slot * c.slots == cores)][:fallbacks]
     return TranslationResult(
         body=body_for(choice),
         coretype=choice.coretype.code,

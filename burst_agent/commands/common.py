@@ -1,8 +1,9 @@
-"""Arguments and loading shared by the commands that read the agent's config."""
+"""Arguments, loading and Slurm command runs shared by the commands that read the agent's config."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,16 @@ def ask_agent(config: Config, message: dict[str, Any]) -> dict[str, Any]:
 
     answer, _fds = call(Spool(Path(config.agent.spool_dir)).socket_path, message)
     return answer
+
+
+def slurm_output(argv: list[str], command: str, timeout: float = 30.0) -> str | None:
+    """A Slurm command's stdout; None, said on stderr as `burst-agent COMMAND: ...`, when it failed."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"burst-agent {command}: {argv[0]}: {exc}", file=sys.stderr)
+        return None
+    if done.returncode != 0:
+        print(f"burst-agent {command}: {' '.join(argv[:5])}: {done.stderr.strip()[:300]}", file=sys.stderr)
+        return None
+    return done.stdout

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 
-from burst_agent.commands.common import add_config_argument, load, reads_store
-
-TIMEOUT_S = 30.0
+from burst_agent.commands.common import add_config_argument, load, reads_store, slurm_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,15 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(argv: list[str]) -> str | None:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        print(f"burst-agent sacct-sync: {argv[0]}: {exc}", file=sys.stderr)
-        return None
-    if done.returncode != 0:
-        print(f"burst-agent sacct-sync: {' '.join(argv[:5])}: {done.stderr.strip()[:300]}", file=sys.stderr)
-        return None
-    return done.stdout
+    return slurm_output(argv, "sacct-sync")
 
 
 def run(args: argparse.Namespace) -> int:

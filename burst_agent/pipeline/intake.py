@@ -126,7 +126,8 @@ def translate_job(ctx: Context, job: JobRecord) -> JobRecord:
         plan, warnings = decide(facts, catalogue, ctx.config.translate, reconcile_key=job.reconcile_key,
                                 projects=ctx.config.agent.projects,
                                 keep_outputs=ctx.config.staging.keep_outputs_on_rescale,
-                                fallbacks=ctx.config.failover.fallbacks)
+                                fallbacks=ctx.config.failover.fallbacks,
+                                same_cores=ctx.config.failover.same_cores)
     except (TranslateError, EntryRejected, ValueError, TypeError, ArithmeticError, RecursionError) as exc:
         # Translation is pure: what fails now fails on every retry, so the job fails with the reason.
         reason = _rejection(job.entry, exc)

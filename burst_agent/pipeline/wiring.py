@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from burst_agent.cataloguecopy import catalogue_dir, published
 from burst_agent.config import Config
 from burst_agent.logsetup import get_logger, register_secret
 from burst_agent.metrics import Metrics
@@ -33,8 +34,10 @@ def build_context(config: Config, *, log: Any | None = None, **client_options: A
     metrics.watch_spool(lambda: len(spool.list_incoming()))
     metrics.seed_usage(store.jobs(with_remote_id=True))  # cost and core-seconds carry on across restarts
     plan_priced = bool(config.translate.priority_tiers.plan_prices)  # a tier priced from computeprices
-    catalogue = Catalogue(fetch=client.list_coretypes,
-                          fetch_prices=client.compute_prices if plan_priced else None)
+    copies = catalogue_dir(spool.root)  # for `burst-agent size-charges` (chargesize.py)
+    catalogue = Catalogue(fetch=published(client.list_coretypes, copies / "coretypes.json"),
+                          fetch_prices=published(client.compute_prices, copies / "computeprices.json")
+                          if plan_priced else None)
     ctx = Context(config=config, client=client, store=store, spool=spool, catalogue=catalogue,
                   log=log or get_logger(), metrics=metrics,
                   protection=Protection(probe_s=config.agent.protected_mode_probe_s),

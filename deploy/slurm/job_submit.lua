@@ -10,7 +10,10 @@ For a batch job whose partition is `rescale`, this plugin
   3. shrinks the Slurm-side resources to what one relay needs on a proxy node (the real shape goes
      to Rescale), lets Slurm requeue it unless the user said --no-requeue (a requeued job's next run
      re-attaches to its remote job),
-     sets admin_comment, and charges `rescale_cores:N` licenses.
+     sets admin_comment, and charges `rescale_cores:N` licenses: tasks x cpus per task, or, with
+     SIZE_CHARGE, the cores the translation will run: the job is held (AdminComment
+     burst-agent:sizing) until `burst-agent size-charges`, as SlurmUser, sets that charge and releases
+     it (burst_agent/chargesize.py). Only SIZER_UIDS may change its licenses or release it.
 Other partitions are untouched. Interactive jobs (salloc/srun without a script) and heterogeneous
 jobs are rejected for `rescale`, and so is a mix of `rescale` with other partitions.
 
@@ -25,6 +28,8 @@ local SPOOL_DIR = nil                              -- passed as --spool DIR when
 local AGENT_ADDRESSES = nil                        -- "host:7557,host2:7557": passed as --agent (TCP + MUNGE)
 local RESCALE_PARTITIONS = "rescale"               -- comma list of partitions that burst to Rescale
 local CHARGE_LICENSES = true                       -- charge LICENSE_NAME:<estimated cores> per job
+local SIZE_CHARGE = false                          -- hold each job until `burst-agent size-charges` sets the exact charge
+local SIZER_UIDS = "0"                             -- uids that size and release held jobs: root, SlurmUser (comma list)
 local LICENSE_NAME = "rescale_cores"
 local PROXY_MEMORY_MB = 256                        -- memory one relay gets on the proxy node
 local ADMIN_COMMENT = "burst-agent"
@@ -60,6 +65,11 @@ local function set_of(text)
 end
 
 local BURST_PARTITIONS = set_of(RESCALE_PARTITIONS)
+local SIZERS = set_of(SIZER_UIDS)
+local SIZING_MARK = "burst-agent:sizing"  -- the AdminComment of a job held for sizing (chargesize.py)
+local SIZING_HELD_MARK = "burst-agent:sizing,held"  -- the same, submitted with --hold: sized, kept held
+-- The job's texts `scontrol show job -o` prints around AdminComment, which its owner writes.
+local USER_TEXT_FIELDS = { "name", "work_dir", "comment", "std_out", "std_err", "std_in" }
 
 -- A count, or nil when Slurm's value means "not set" (0 is never a valid count here).
 local function count(value)
@@ -319,6 +329,15 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
       return reject("heterogeneous jobs cannot run in partition " .. partition)
    end
 
+   if SIZE_CHARGE then  -- the sizer reads AdminComment= from `scontrol show job -o`: one must be ours
+      for _, field in ipairs(USER_TEXT_FIELDS) do
+         if string.find(job_desc[field] or "", "AdminComment=", 1, true) then
+            return reject("partition " .. partition .. ": the job's " .. field
+                          .. " cannot contain 'AdminComment=' (it would hide the job's charge sizing)")
+         end
+      end
+   end
+
    local request = merged_request(job_desc, partition)
    local request_json = json_object(request)
    job_desc.script = wrapper_script(job_desc.script, request_json)
@@ -329,6 +348,13 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
    job_desc.admin_comment = ADMIN_COMMENT
    if CHARGE_LICENSES then
       job_desc.licenses = with_license(job_desc.licenses, estimated_cores(request))
+      if SIZE_CHARGE then
+         job_desc.admin_comment = job_desc.priority == 0 and SIZING_HELD_MARK or SIZING_MARK
+         job_desc.priority = 0  -- held until size-charges releases it
+         if text(job_desc.comment) == nil then
+            job_desc.comment = "burst-agent: sizing its cloud-core charge"
+         end
+      end
    end
    slurm.log_info("burst-agent: uid %d job %s: request %s", submit_uid, request.job_name or "?",
                   (string.gsub(request_json, "\n", "")))
@@ -344,7 +370,16 @@ function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
    if job_desc.partition ~= nil and (burst_partition(job_desc.partition) ~= nil) ~= (was ~= nil) then
       return refuse_modify(job_rec.job_id, "jobs cannot move into or out of a Rescale partition")
    end
-   if was ~= nil then
+   if was ~= nil and not SIZERS[string.format("%d", modify_uid)] then
+      if SIZE_CHARGE and string.find(job_desc.comment or "", "AdminComment=", 1, true) then
+         return refuse_modify(job_rec.job_id, "a comment cannot contain 'AdminComment='")
+      end
+      local sizing = job_rec.admin_comment == SIZING_MARK or job_rec.admin_comment == SIZING_HELD_MARK
+      if sizing and job_desc.priority ~= nil
+         and job_desc.priority ~= slurm.NO_VAL then
+         return refuse_modify(job_rec.job_id, "the job waits for its cloud-core charge to be sized "
+                                              .. "(burst-agent size-charges releases it)")
+      end
       for _, field in ipairs(FIXED_FIELDS) do
          local value = job_desc[field]
          if value ~= nil and value ~= "" and not UNSET[value] then

@@ -119,6 +119,14 @@ def test_one_agent_gets_the_shipped_plugin_unchanged(run_tool, ansible_env, tmp_
             if not line.startswith("#")] == ["[Service]"]
 
 
+def test_an_exact_charge_holds_jobs_for_slurmuser_to_size(run_tool, ansible_env, tmp_path):
+    site = {"burst_agent_size_charge": True, "burst_agent_sizer_uid": "64030"}
+    lua = render(run_tool, ansible_env, tmp_path, site, ["job_submit.lua.j2"])["job_submit.lua.j2"]
+    settings = lua_settings(lua)
+    assert (settings["SIZE_CHARGE"], settings["SIZER_UIDS"]) == ("true", "0,64030")
+    assert lua_settings(LUA.read_text())["SIZE_CHARGE"] == "false"  # off unless the site runs the sizer
+
+
 @pytest.mark.parametrize(("site", "message"), [
     ({"burst_agent_state_db": PG_URL}, "set burst_agent_state_db to one postgresql:// URL and "
      "burst_agent_shared_spool_dir"),

@@ -65,3 +65,17 @@ def test_unit_contract():
         "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"], "TimeoutStopSec": ["60"],
     }
     assert {key: d.get(key) for key in expected} == expected
+
+
+SIZER = REPO / "systemd" / "burst-agent-size-charges.service"
+
+
+def test_the_sizer_unit_verifies_clean_runs_as_slurmuser_and_never_sees_the_token(run_tool, tmp_path):
+    text = SIZER.read_text()
+    assert "User=slurm\n" in text and "SupplementaryGroups=burst-agent\n" in text
+    assert "LoadCredential" not in text and "/etc/burst-agent/token" not in text
+    assert f"ExecStart={BINARY} size-charges --config /etc/burst-agent/config.yaml\n" in text
+    unit = tmp_path / SIZER.name
+    unit.write_text(text.replace(f"ExecStart={BINARY} ", f"ExecStart={shutil.which('true')} "))
+    result = run_tool(["systemd-analyze", "verify", str(unit)])
+    assert result.returncode == 0 and SIZER.name not in result.stdout + result.stderr, result.stderr

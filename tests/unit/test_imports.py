@@ -26,10 +26,10 @@ LAYERS: dict[str, int] = {
          "relayproto", "request", "sdnotify", "secret", "textable", "tiers"),
         # 1 libraries: the job language and its plan, staging, the Rescale client, the store's contract
         ("dialects", "outpaths", "translate", "planning", "jobview", "schedrecord", "report", "sacctsync",
-         "staging", "rescale", "ledger", "billing"),
+         "staging", "rescale", "ledger", "billing", "chargesize"),
         # 2 I/O shells: the agent's store, spool and metrics, the user-side relay, doctor's checks
         ("store", "pgstore", "stores", "spool", "metrics", "requeue", "relay", "doctor",
-         "doctorkit", "doctor_ha", "leadership"),
+         "doctorkit", "doctor_ha", "doctor_sizing", "cataloguecopy", "leadership"),
         # 3 the pipeline: one job's steps; the billing reconciliation beside it
         ("pipeline", "billing_sync"),
         # 4 the daemon: the agent, its socket server, the demo that runs one

@@ -21,6 +21,7 @@ PURE = [
     "burst_agent.dialects.units",
     "burst_agent.tiers",
     "burst_agent.billing",
+    "burst_agent.chargesize",
 ]
 FORBIDDEN = {
     "os",

@@ -42,3 +42,12 @@ def test_a_plan_with_fallbacks_survives_the_store_and_runs_its_attempts():
     assert (second.coretype, second.cores, second.body, second.script) == ("onyx", 16, spare.body,
                                                                            decided.script)
     assert decided.on_attempt(0) is decided
+
+
+def test_same_cores_keeps_only_fallbacks_with_the_first_choices_core_count():
+    every = translate(parse_script(SCRIPT), CATALOGUE, TranslateConfig(), fallbacks=5)
+    same = translate(parse_script(SCRIPT), CATALOGUE, TranslateConfig(), fallbacks=5, same_cores=True)
+    cores = same.cores_per_slot * same.slots
+    assert same.fallbacks and all(hw.cores_per_slot * hw.slots == cores for hw in same.fallbacks)
+    assert [hw for hw in every.fallbacks if hw.cores_per_slot * hw.slots == cores][:5] == list(same.fallbacks)
+    assert any(hw.cores_per_slot * hw.slots != cores for hw in every.fallbacks)
