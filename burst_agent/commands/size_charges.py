@@ -37,7 +37,7 @@ def one_pass(run: Run, partitions: str, license_name: str, catalogue: list, tran
 
     released = 0
     listing = run(["squeue", "-h", "-t", "PD", "-p", partitions, "-o", cs.SQUEUE_FORMAT]) or ""
-    for job in cs.held_jobs(listing):
+    for job in sorted(cs.held_jobs(listing), key=lambda held: int(held.job_id)):  # oldest first
         shown = run(["scontrol", "show", "job", "-o", job.job_id]) or ""
         mark = cs.sizing_mark(shown)
         if mark is None:

@@ -6,8 +6,10 @@ from burst_agent.config import config_from_mapping
 from burst_agent.doctor_sizing import check_charge_sizing
 from burst_agent.doctorkit import Completed, Context, Host
 
-OLD = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 300))
-NEW = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+
+def submitted(seconds_ago: float) -> str:
+    """squeue's %V (local time), taken when the test runs: not at import, minutes before."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - seconds_ago))
 
 
 def ctx(tmp_path, squeue: str, marks: dict[str, str], size_charge: str = "true") -> Context:
@@ -24,7 +26,8 @@ def ctx(tmp_path, squeue: str, marks: dict[str, str], size_charge: str = "true")
 
 
 def test_a_job_held_for_sizing_for_minutes_warns_and_names_the_unit(tmp_path):
-    listing = f"41|JobHeldUser|{OLD}\n42|JobHeldUser|{OLD}\n43|JobHeldUser|{NEW}\n44|Resources|{OLD}\n"
+    old, new = submitted(300), submitted(0)
+    listing = f"41|JobHeldUser|{old}\n42|JobHeldUser|{old}\n43|JobHeldUser|{new}\n44|Resources|{old}\n"
     marks = {"41": "burst-agent:sizing", "42": "burst-agent"}  # 42: sized, held by its owner
     result = check_charge_sizing(ctx(tmp_path, listing, marks))
     assert result.status == "warning" and "1 burst job(s) held for sizing for over 60 s (41)" in result.detail
@@ -33,7 +36,7 @@ def test_a_job_held_for_sizing_for_minutes_warns_and_names_the_unit(tmp_path):
 
 def test_sizing_off_or_nothing_late_is_ok_and_a_missing_copy_warns(tmp_path):
     assert check_charge_sizing(ctx(tmp_path / "a", "", {}, "false")).detail.startswith("off (SIZE_CHARGE")
-    c = ctx(tmp_path / "b", f"43|JobHeldUser|{NEW}\n", {})
+    c = ctx(tmp_path / "b", f"43|JobHeldUser|{submitted(0)}\n", {})
     assert check_charge_sizing(c).status == "ok"
     (tmp_path / "b" / "catalogue" / "coretypes.json").unlink()
     assert check_charge_sizing(c).status == "warning"

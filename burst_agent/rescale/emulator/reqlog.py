@@ -18,6 +18,8 @@ class RequestRecorder:
 
     def __init__(self, log_path: Path | None) -> None:
         self._lock = threading.Lock()
+        self._done = threading.Condition(self._lock)  # a request's line is written: close() may go on
+        self._in_flight = 0
         self.by_template: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
         self._fh: IO[str] | None = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else None  # noqa: SIM115
@@ -27,11 +29,18 @@ class RequestRecorder:
             self.by_template[f"{method} {template}"] += 1
             self.by_status[str(status)] += 1
 
+    def begin(self) -> None:
+        """A request came in: its line is written by log() once its body has gone out."""
+        with self._lock:
+            self._in_flight += 1
+
     def log(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry, separators=(",", ":"))
         with self._lock:
             if self._fh is not None:
                 self._fh.write(line + "\n")
+            self._in_flight -= 1
+            self._done.notify_all()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -41,8 +50,11 @@ class RequestRecorder:
                 "requestsTotal": sum(self.by_template.values()),
             }
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 2.0) -> None:
+        """Close the log once the requests in flight are written (their client may have its answer
+        already while the server thread still closes the body), waiting at most `wait_s`."""
         with self._lock:
+            self._done.wait_for(lambda: self._in_flight <= 0, timeout=wait_s)
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
@@ -58,6 +70,7 @@ class RecordingMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         started = time.monotonic()
         status: list[int] = []
+        self.recorder.begin()
 
         def capture(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status[:] = [int(status_line.split(" ", 1)[0])]
