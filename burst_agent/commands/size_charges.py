@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from burst_agent.commands.common import add_config_argument, load, slurm_output
 
@@ -29,43 +30,60 @@ def _run(argv: list[str]) -> str | None:
     return slurm_output(argv, "size-charges")
 
 
-def one_pass(run: Run, partitions: str, license_name: str, catalogue: list, translate_cfg: object,
-             reported: set[str]) -> int:
-    """Size and release every job held for sizing in `partitions`; how many were released. A job that
-    cannot be read is said once (`reported`: the ids said so far)."""
+SIZERS = 4  # jobs sized at once: slurmctld answers several commands at a time (docs/benchmarks.md)
+
+
+def size_one(run: Run, job: Any, license_name: str, catalogue: list, translate_cfg: object,
+             reported: set[str]) -> bool:
+    """Size one held job and release it (or unmark it, if submitted --hold); whether it was released.
+    A job that cannot be read is said once (`reported`: the ids said so far)."""
     from burst_agent import chargesize as cs
 
-    released = 0
-    listing = run(["squeue", "-h", "-t", "PD", "-p", partitions, "-o", cs.SQUEUE_FORMAT]) or ""
-    for job in sorted(cs.held_jobs(listing), key=lambda held: int(held.job_id)):  # oldest first
-        shown = run(["scontrol", "show", "job", "-o", job.job_id]) or ""
-        mark = cs.sizing_mark(shown)
-        if mark is None:
-            if cs.unreadable(shown) and job.job_id not in reported:
-                reported.add(job.job_id)
-                print(f"job {job.job_id}: left held: its name, paths or comment repeat 'AdminComment=', so "
-                      "whether it waits for sizing cannot be read; check it, then `scontrol release` it",
-                      file=sys.stderr, flush=True)
-            continue
-        sizing = cs.size(job, run(["scontrol", "write", "batch_script", job.job_id, "-"]), catalogue,
-                         translate_cfg, license_name)
-        note = sizing.note
+    shown = run(["scontrol", "show", "job", "-o", job.job_id]) or ""
+    mark = cs.sizing_mark(shown)
+    if mark is None:
+        if cs.unreadable(shown) and job.job_id not in reported:
+            reported.add(job.job_id)
+            print(f"job {job.job_id}: left held: its name, paths or comment repeat 'AdminComment=', so "
+                  "whether it waits for sizing cannot be read; check it, then `scontrol release` it",
+                  file=sys.stderr, flush=True)
+        return False
+    sizing = cs.size(job, run(["scontrol", "write", "batch_script", job.job_id, "-"]), catalogue,
+                     translate_cfg, license_name)
+    note = sizing.note
 
-        def update(setting: str, job_id: str = job.job_id) -> str | None:
-            return run(["scontrol", "update", f"JobId={job_id}", setting])
+    def update(setting: str) -> str | None:
+        return run(["scontrol", "update", f"JobId={job.job_id}", setting])
 
-        if sizing.licenses is not None and update(f"Licenses={sizing.licenses}") is None:
-            note = f"Licenses={sizing.licenses} refused by Slurm: estimate kept"
-        # Submitted --hold: the mark goes, and the owner releases it. Else released first: a job whose
-        # mark could not be cleared still runs (and the mark no longer matters once it does).
-        if mark == cs.SIZING_HELD_MARK:
-            if update(f"AdminComment={cs.SIZED_MARK}") is not None:
-                print(f"job {job.job_id}: sized, kept held as submitted: {note}", flush=True)
-        elif run(["scontrol", "release", job.job_id]) is not None:
-            update(f"AdminComment={cs.SIZED_MARK}")
-            released += 1
-            print(f"job {job.job_id}: released: {note}", flush=True)
-    return released
+    if sizing.licenses is not None and update(f"Licenses={sizing.licenses}") is None:
+        note = f"Licenses={sizing.licenses} refused by Slurm: estimate kept"
+    # Submitted --hold: the mark goes, and the owner releases it. Else released first: a job whose
+    # mark could not be cleared still runs (and the mark no longer matters once it does).
+    if mark == cs.SIZING_HELD_MARK:
+        if update(f"AdminComment={cs.SIZED_MARK}") is not None:
+            print(f"job {job.job_id}: sized, kept held as submitted: {note}", flush=True)
+        return False
+    if run(["scontrol", "release", job.job_id]) is None:
+        return False
+    update(f"AdminComment={cs.SIZED_MARK}")
+    print(f"job {job.job_id}: released: {note}", flush=True)
+    return True
+
+
+def one_pass(run: Run, partitions: str, license_name: str, catalogue: list, translate_cfg: object,
+             reported: set[str], sizers: int = SIZERS) -> int:
+    """Size every job held for sizing in `partitions`, oldest first, `sizers` at a time; how many
+    were released."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from burst_agent.chargesize import SQUEUE_FORMAT, held_jobs
+
+    listing = run(["squeue", "-h", "-t", "PD", "-p", partitions, "-o", SQUEUE_FORMAT]) or ""
+    jobs = sorted(held_jobs(listing), key=lambda held: int(held.job_id))
+    with ThreadPoolExecutor(max_workers=sizers) as pool:
+        done = pool.map(lambda job: size_one(run, job, license_name, catalogue, translate_cfg, reported),
+                        jobs)
+        return sum(done)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -100,3 +100,10 @@ def test_with_the_agent_the_job_runs_on_the_cores_it_was_charged(slurm, user_a, 
     record = slurm.wait_sacct(job_id, "completed (exit 0)")
     assert re.search(r"(^|,)license/rescale_cores=8(,|$)", record["AllocTRES"]), record
     assert " cores=8x1 " in record["Comment"], record  # 8 cores x 1 slot: what was charged
+
+
+def test_the_sizing_benchmark_runs_and_reports(cluster):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "charge_sizing.py"), "4"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "4 held jobs, 4 at a time: released 4 in " in done.stdout and "peer: 4 x scontrol" in done.stdout

@@ -93,7 +93,7 @@ def test_a_pass_sets_the_charge_releases_then_unmarks_and_keeps_a_hold_asked_for
         key = "squeue" if argv[0] == "squeue" else argv[1]
         return outputs.get(key, "").format(id=job, mark=marks.get(job, ""))
 
-    assert one_pass(run, "rescale", "rescale_cores", CATALOGUE, CFG, set()) == 1
+    assert one_pass(run, "rescale", "rescale_cores", CATALOGUE, CFG, set(), sizers=1) == 1
     assert [c for c in calls if c] == ["update JobId=41 Licenses=rescale_cores:8", "release 41",
                                        "update JobId=41 AdminComment=burst-agent",
                                        "update JobId=43 Licenses=rescale_cores:8",
