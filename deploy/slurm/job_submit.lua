@@ -299,6 +299,23 @@ local function burst_partition(partitions)
    return found, others
 end
 
+-- The partition a job names, else the cluster's default partition: Slurm fills the default in only
+-- after this plugin, so a job without -p has no partition here yet. The default is the one partition
+-- whose flag_default is set; after a runtime `scontrol update PartitionName=X Default=YES`, 22.05
+-- leaves the old default flagged too, and with two flagged the job is left to Slurm (docs/slurm.md).
+local function named_or_default(job_desc, part_list)
+   if text(job_desc.partition) ~= nil then
+      return job_desc.partition
+   end
+   local flagged = {}
+   for key, part in pairs(part_list or {}) do  -- keyed by name
+      if part.flag_default ~= nil and part.flag_default ~= 0 then
+         flagged[#flagged + 1] = key
+      end
+   end
+   return #flagged == 1 and flagged[1] or nil
+end
+
 local function reject(message)
    slurm.log_user("burst-agent: %s", message)
    return slurm.ERROR
@@ -314,10 +331,11 @@ end
 -- Slurm entry points
 
 function slurm_job_submit(job_desc, part_list, submit_uid)
-   local partition, others = burst_partition(job_desc.partition)
+   local partition, others = burst_partition(named_or_default(job_desc, part_list))
    if partition == nil then
       return slurm.SUCCESS
    end
+   job_desc.partition = partition  -- from the default: the request and the job name it
    if others then
       return reject("partition " .. partition
                     .. " runs jobs on Rescale and cannot be combined with other partitions")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from pathlib import Path
+
+from waiting import wait_until
 
 from burst_agent.translate import parse_script
 
@@ -231,3 +235,38 @@ def test_jobs_cannot_move_into_or_out_of_rescale(cluster, workdir):
         assert cluster.show_job(rescale)["NumTasks"] == "1"
     finally:
         subprocess.run(["scancel", debug, rescale], timeout=20)
+
+
+def _defaults() -> list[str]:
+    argv = ["scontrol", "-o", "show", "partition"]
+    shown = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    return [line.split()[0].removeprefix("PartitionName=") for line in shown.stdout.splitlines()
+            if " Default=YES " in f" {line} "]
+
+
+def _default_partition(name: str) -> None:
+    """Make `name` the cluster's default in slurm.conf and reconfigure (a runtime `scontrol update
+    ... Default=YES` would leave the old default flagged for job_submit.lua too)."""
+    conf = Path("/etc/slurm/slurm.conf")
+    lines = []
+    for line in conf.read_text().splitlines():
+        if line.startswith("PartitionName="):
+            mine = line.startswith(f"PartitionName={name} ")
+            line = re.sub(r"\bDefault=(YES|NO)\b", f"Default={'YES' if mine else 'NO'}", line)
+        lines.append(line)
+    conf.write_text("\n".join(lines) + "\n")
+    subprocess.run(["scontrol", "reconfigure"], check=True, timeout=30)
+    wait_until(lambda: _defaults() == [name], 20, f"{name} as the default partition")
+
+
+def test_a_job_without_a_partition_bursts_when_rescale_is_the_default(cluster, workdir):
+    workdir.write("job.sh", PLAIN)
+    _default_partition("rescale")
+    try:
+        job_id = cluster.sbatch(workdir, "job.sh")
+        fields = cluster.wait_job(job_id)
+    finally:
+        _default_partition("debug")
+    assert (fields["Partition"], fields.get("AdminComment")) == ("rescale", "burst-agent"), fields
+    cluster.wait_file(workdir.path / f"relay-{job_id}" / "env")  # the stub relay ran, not the script
+    assert _request(workdir, job_id)["partition"] == "rescale"
