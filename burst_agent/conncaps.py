@@ -50,3 +50,30 @@ def accept_loop(listener: socket.socket, stopping: threading.Event,
             stopping.wait(0.1)
             continue
         dispatch(conn, peer)
+
+
+class Acceptor:
+    """A listening socket served by accept_loop on a thread of its own, until stop()."""
+
+    def __init__(self) -> None:
+        self.listener: socket.socket | None = None
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, listener: socket.socket, name: str, accept: Callable[[socket.socket], None]) -> None:
+        """Serve `listener` with `accept(listener)` (which runs accept_loop on self.stopping)."""
+        self.listener = listener
+        self.stopping.clear()
+        self._thread = threading.Thread(target=accept, args=(listener,), name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> bool:
+        """Stop accepting and close the listener; whether it was listening."""
+        if self.listener is None:
+            return False
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.listener.close()
+        self.listener = None
+        return True

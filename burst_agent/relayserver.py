@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from burst_agent.conncaps import ConnectionCaps, accept_loop
+from burst_agent.conncaps import Acceptor, ConnectionCaps, accept_loop
 from burst_agent.jobview import as_dict
 from burst_agent.pipeline.cancel import request_cancel
 from burst_agent.pipeline.context import Context
@@ -80,9 +80,7 @@ class RelayServer:
         self.ctx = ctx
         self.accept_timeout_s = accept_timeout_s  # how long stop() may wait for the accept loop to see it
         self.last_seen: dict[str, float] = {}
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._acceptor = Acceptor()
         self._caps = ConnectionCaps("relay")  # connections being served, by uid
         self._refused = 0
         self._logged_at: dict[str, float] = {}
@@ -318,7 +316,7 @@ class RelayServer:
         def warn(error: str) -> None:
             if self._now_and_then("accept"):
                 self.ctx.log.warning("relay socket accept failed", error=error)
-        accept_loop(listener, self._stopping, lambda conn, _peer: self._dispatch(conn), warn)
+        accept_loop(listener, self._acceptor.stopping, lambda conn, _peer: self._dispatch(conn), warn)
 
     def start(self) -> None:
         path = self.ctx.spool.socket_path
@@ -329,18 +327,9 @@ class RelayServer:
         os.chmod(path, 0o666)  # anyone may connect; SO_PEERCRED decides what they may see
         listener.listen(socket.SOMAXCONN)
         listener.settimeout(self.accept_timeout_s)  # so the loop sees stop(); accepted sockets are blocking
-        self._listener = listener
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._accept_loop, args=(listener,), name="relay-server",
-                                        daemon=True)
-        self._thread.start()
+        self._acceptor.start(listener, "relay-server", self._accept_loop)
 
     def stop(self) -> None:
-        if self._listener is not None:
-            self._stopping.set()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._listener.close()
-            self._listener = None
+        if self._acceptor.stop():
             with contextlib.suppress(FileNotFoundError):
                 self.ctx.spool.socket_path.unlink()

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from burst_agent import mungeauth
-from burst_agent.conncaps import ConnectionCaps, accept_loop
+from burst_agent.conncaps import Acceptor, ConnectionCaps, accept_loop
 from burst_agent.relayaddr import parse_address, socket_name
 from burst_agent.relaynet import read_frame
 from burst_agent.relayproto import ProtocolError, decode, send_message
@@ -33,9 +33,7 @@ class TcpRelayServer:
         self.relay, self.ctx = relay, relay.ctx
         self.accept_timeout_s, self.runner = accept_timeout_s, runner
         self.address: tuple[str, int] | None = None  # where it listens, once started
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._acceptor = Acceptor()
         self._hosts = ConnectionCaps("TCP relay")  # connections being served, by peer host
         self._logged_at: dict[str, float] = {}
         self.refused: dict[str, int] = {}  # why -> credentials refused since the last log line of it
@@ -160,7 +158,7 @@ class TcpRelayServer:
         def warn(error: str) -> None:
             if self._now_and_then("accept"):
                 self.ctx.log.warning("relay TCP accept failed", error=error)
-        accept_loop(listener, self._stopping, self._dispatch, warn)
+        accept_loop(listener, self._acceptor.stopping, self._dispatch, warn)
 
     def start(self) -> TcpRelayServer:
         where = parse_address(self.ctx.config.agent.relay_tcp_listen, any_port=True)
@@ -172,21 +170,13 @@ class TcpRelayServer:
         listener.listen(socket.SOMAXCONN)
         listener.settimeout(self.accept_timeout_s)
         bound = listener.getsockname()
-        self.address, self._listener = (str(bound[0]), int(bound[1])), listener
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._accept_loop, args=(listener,), name="relay-tcp",
-                                        daemon=True)
-        self._thread.start()
+        self.address = (str(bound[0]), int(bound[1]))
+        self._acceptor.start(listener, "relay-tcp", self._accept_loop)
         self.ctx.log.info("relay TCP listener up", host=self.address[0], port=self.address[1])
         return self
 
     def stop(self) -> None:
-        if self._listener is not None:
-            self._stopping.set()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._listener.close()
-            self._listener = None
+        self._acceptor.stop()
 
 
 def start_tcp(relay: RelayServer) -> TcpRelayServer | None:

@@ -7,9 +7,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from burst_agent.commands.common import add_config_argument, load, slurm_output
+
+if TYPE_CHECKING:
+    from burst_agent.chargesize import HeldJob
 
 Run = Callable[[list[str]], str | None]
 
@@ -33,7 +36,7 @@ def _run(argv: list[str]) -> str | None:
 SIZERS = 4  # jobs sized at once: slurmctld answers several commands at a time (docs/benchmarks.md)
 
 
-def size_one(run: Run, job: Any, license_name: str, catalogue: list, translate_cfg: object,
+def size_one(run: Run, job: HeldJob, license_name: str, catalogue: list, translate_cfg: object,
              reported: set[str]) -> bool:
     """Size one held job and release it (or unmark it, if submitted --hold); whether it was released.
     A job that cannot be read is said once (`reported`: the ids said so far)."""
